@@ -204,6 +204,8 @@ size_t tl_finding_json(const tl_finding *f, char *buf, size_t cap) {
     jput(&b, "],\"detect_ns\":\"%llu\",\"fence\":\"%llu\",\"fence2\":\"%llu\",\"id\":\"%llu\"",
          (unsigned long long)f->detect_ns, (unsigned long long)f->fence,
          (unsigned long long)f->fence2, (unsigned long long)f->id);
+    if (f->incident != 0)
+        jput(&b, ",\"incident\":\"%llu\"", (unsigned long long)f->incident);
     if (!tl_id_is_zero(f->node)) {
         jput(&b, ",\"node\":\"");
         for (unsigned i = 0; i < TL_ID_BYTES; i++)

@@ -173,6 +173,7 @@ typedef struct tl_finding {
     uint64_t segment;          /* segment id (native: first_seq of the file; xwal1: index) */
     uint64_t offset;           /* byte offset in the segment, or ring position */
     uint64_t detect_ns;        /* loop time at detection (CLOCK_MONOTONIC) */
+    uint64_t incident;         /* the incident the loop grouped it into (0 = none) */
     uint8_t node[TL_ID_BYTES]; /* peer node for peer checks */
 } tl_finding;
 

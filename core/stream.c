@@ -120,7 +120,18 @@ bool tl_stream_segment(tl_stream *s, const tl_seg_hdr *h, uint64_t name_first_se
         gap = true;
     }
 
-    if (!s->segment_known || !s->anchored) {
+    if (s->reanchor && s->segment_known && h->segment_index != s->segment_index + 1) {
+        tl_finding_init(&f, TL_CHECK_SEGMENT_GAP);
+        f.source = s->source;
+        f.rule = TL_RULE_SEGMENT;
+        f.reason = TL_REASON_SEGMENT_INDEX;
+        f.seq = h->first_seq;
+        f.segment = loc->segment;
+        f.offset = h->segment_index;
+        tl_log_emit(log, &f);
+    }
+    if (!s->segment_known || !s->anchored || s->reanchor) {
+        s->reanchor = false;
         /* Where reading starts: take the header as given. Segment 0 of a log
          * must start at seq 1 with no parent. */
         if (h->segment_index == 0 && (h->first_seq != 1 || h->prev_checksum != 0)) {

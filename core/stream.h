@@ -98,6 +98,7 @@ typedef struct tl_stream {
     bool fence_known;
     bool leader_known;
     bool segment_known; /* segment_index is known (WAL only) */
+    bool reanchor;      /* a record could not be read: the next segment header anchors anew */
     uint64_t expected_seq;
     uint64_t expected_parent;
     uint64_t fence;
@@ -123,7 +124,10 @@ void tl_stream_resync(tl_stream *s, uint64_t expected_seq);
 
 /* A segment header that passed tl_seg_hdr_check, about to be read. The first
  * segment a reader opens anchors the stream from its header (the anchor is
- * unverified unless it is segment 0); every later one is checked against the
+ * unverified unless it is segment 0), and so does the segment after one
+ * whose rest could not be read (`reanchor`: its WAL_CORRUPT already named
+ * the fact, so the continuity rules would only repeat it, except for
+ * segment_index, which is still checked); every later one is checked against the
  * stream: segment_index consecutive, first_seq == expected_seq,
  * prev_checksum == expected_parent (else SEGMENT_GAP), header fence and
  * leader_id == those in force (else FENCE_UNANNOUNCED). name_first_seq is the

@@ -1,0 +1,867 @@
+/* loop.c: the reconciler loop (see loop.h). */
+#include "loop.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "assert.h"
+
+/* Symbol ids with a fast-path slot (ring.md): 1..3583. */
+#define FAST_SYMBOL_SLOTS 3584u
+
+void tl_loop_cfg_defaults(tl_loop_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->dialect = TL_DIALECT_TLYWAL1;
+    c->window_records = 1u << 20;
+    c->max_symbols = 4096;
+    c->max_inflight = 64;
+    c->backlog = 4096;
+    c->confirmations = 3;
+    c->durable_grace_ms = 200;
+    c->torn_grace_ms = 1000;
+    c->lag_halt_ms = 2000;
+    c->engine_stale_ms = 250;
+    c->incident_gap_ms = 300000;
+    c->apply_timeout_ms = 1000;
+    c->retry_max_ms = 250;
+    c->bundle_margin = 1000;
+    c->budget = 256;
+    c->ring = true;
+    tl_policy_cfg_defaults(&c->policy);
+}
+
+static size_t align64(size_t n) {
+    return (n + 63u) & ~(size_t)63u;
+}
+
+size_t tl_loop_mem_bytes(const tl_loop_cfg *c) {
+    return align64(tl_window_bytes(c->window_records)) + align64(tl_symtab_bytes(c->max_symbols)) +
+           align64((size_t)c->max_inflight * sizeof(tl_action)) +
+           align64((size_t)c->backlog * sizeof(tl_out));
+}
+
+static void on_finding(void *ctx, const tl_finding *f);
+
+void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, void *mem) {
+    TL_ASSERT(((uintptr_t)mem & 63u) == 0);
+    TL_ASSERT(cfg->max_inflight >= 2 && cfg->backlog >= 2 && cfg->budget >= 1);
+    TL_ASSERT(ops->wal_poll != NULL && ops->ctl_poll != NULL && ops->send != NULL &&
+              ops->reply_poll != NULL && ops->fast_mode != NULL && ops->fast_withdrawals != NULL &&
+              ops->emit != NULL);
+    memset(l, 0, sizeof *l);
+    l->cfg = *cfg;
+    l->ops = *ops;
+    uint8_t *p = mem;
+    void *win = p;
+    p += align64(tl_window_bytes(cfg->window_records));
+    void *syms = p;
+    p += align64(tl_symtab_bytes(cfg->max_symbols));
+    l->inflight = (tl_action *)p;
+    p += align64((size_t)cfg->max_inflight * sizeof(tl_action));
+    l->backlog = (tl_out *)p;
+    tl_log_init(&l->log, (enum tl_dialect)cfg->dialect, win, cfg->window_records,
+                (tl_sink){on_finding, l});
+    tl_stream_init(&l->wal, &l->log, TL_SOURCE_WAL);
+    tl_stream_init(&l->ring, &l->log, TL_SOURCE_RING);
+    tl_symtab_init(&l->syms, syms, cfg->max_symbols);
+    tl_policy_init(&l->policy, &cfg->policy);
+    l->rng = cfg->id_seed;
+    atomic_init(&l->beat_ns, 0);
+}
+
+uint64_t tl_loop_last_delivered(const tl_loop *l) {
+    uint64_t ld = l->durable_seq;
+    if (l->wal.anchored && l->wal.expected_seq - 1 > ld)
+        ld = l->wal.expected_seq - 1;
+    if (l->ring.anchored && l->ring.expected_seq - 1 > ld)
+        ld = l->ring.expected_seq - 1;
+    return ld;
+}
+
+uint64_t tl_loop_fence(const tl_loop *l) {
+    uint64_t f = l->wal.fence_known ? l->wal.fence : 0;
+    if (l->ring.fence_known && l->ring.fence > f)
+        f = l->ring.fence;
+    return f;
+}
+
+/* ---- out to the control thread ---- */
+
+static bool backlog_push(tl_loop *l, const tl_out *o) {
+    if (l->backlog_count == l->cfg.backlog)
+        return false;
+    uint32_t i = (l->backlog_head + l->backlog_count) % l->cfg.backlog;
+    l->backlog[i] = *o;
+    l->backlog_count++;
+    l->c.out_backlogged++;
+    return true;
+}
+
+static void out(tl_loop *l, const tl_out *o) {
+    /* Order is kept: nothing overtakes the backlog. */
+    if (l->backlog_count == 0 && l->ops.emit(l->ops.ctx, o))
+        return;
+    if (backlog_push(l, o))
+        return;
+    /* Full: an info finding is only counted; anything else displaces the
+     * oldest info finding in the backlog, or, failing that, is counted. */
+    if (o->type == TL_OUT_FINDING && o->u.finding.severity == TL_SEV_INFO) {
+        l->c.out_dropped_info++;
+        return;
+    }
+    for (uint32_t k = 0; k < l->backlog_count; k++) {
+        tl_out *b = &l->backlog[(l->backlog_head + k) % l->cfg.backlog];
+        if (b->type == TL_OUT_FINDING && b->u.finding.severity == TL_SEV_INFO) {
+            *b = *o;
+            l->c.out_dropped_info++;
+            return;
+        }
+    }
+    l->c.out_dropped_info++;
+}
+
+static uint32_t flush_backlog(tl_loop *l) {
+    uint32_t n = 0;
+    while (l->backlog_count > 0 && n < l->cfg.budget) {
+        if (!l->ops.emit(l->ops.ctx, &l->backlog[l->backlog_head]))
+            break;
+        l->backlog_head = (l->backlog_head + 1) % l->cfg.backlog;
+        l->backlog_count--;
+        n++;
+    }
+    return n;
+}
+
+static void out_action(tl_loop *l, const tl_action *a) {
+    tl_out o;
+    o.type = TL_OUT_ACTION;
+    o.u.action = *a;
+    out(l, &o);
+}
+
+/* ---- actions ---- */
+
+static tl_action *inflight_find(tl_loop *l, const uint8_t id[TL_ID_BYTES]) {
+    for (uint32_t i = 0; i < l->inflight_count; i++) {
+        if (memcmp(l->inflight[i].id, id, TL_ID_BYTES) == 0)
+            return &l->inflight[i];
+    }
+    return NULL;
+}
+
+static void inflight_remove(tl_loop *l, tl_action *a) {
+    uint32_t i = (uint32_t)(a - l->inflight);
+    TL_ASSERT(i < l->inflight_count);
+    l->inflight[i] = l->inflight[l->inflight_count - 1];
+    l->inflight_count--;
+}
+
+/* An in-flight action that already covers `a`: same command and scope, and
+ * at least as strict. A second finding then joins it instead of sending the
+ * same command again. */
+static tl_action *inflight_covering(tl_loop *l, const tl_action *a) {
+    for (uint32_t i = 0; i < l->inflight_count; i++) {
+        tl_action *b = &l->inflight[i];
+        if (b->cmd != a->cmd || b->symbol != a->symbol || b->key != a->key)
+            continue;
+        if (a->cmd == TL_CMD_SET_SYMBOL_MODE && b->mode >= a->mode && a->key == TL_KEY_SIDECAR)
+            return b;
+        if (a->cmd == TL_CMD_WITHDRAWALS_HALT && b->on == a->on)
+            return b;
+    }
+    return NULL;
+}
+
+static bool inflight_on_scope(tl_loop *l, uint32_t scope) {
+    for (uint32_t i = 0; i < l->inflight_count; i++) {
+        if (l->inflight[i].cmd == TL_CMD_SET_SYMBOL_MODE && l->inflight[i].symbol == scope)
+            return true;
+    }
+    return false;
+}
+
+static const char *family_word(uint16_t check) {
+    switch (tl_check_info_of((enum tl_check)check)->family) {
+        case TL_FAMILY_SPLIT_BRAIN:
+            return "split_brain";
+        case TL_FAMILY_LEDGER:
+            return "ledger";
+        case TL_FAMILY_LOG_INTEGRITY:
+            return "log_integrity";
+        case TL_FAMILY_SETTLEMENT:
+            return "settlement";
+        case TL_FAMILY_WAL_LAG:
+            return "wal_lag";
+        default:
+            return "alert";
+    }
+}
+
+/* Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm). */
+static void civil_from_days(int64_t z, int *y, unsigned *m, unsigned *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t yy = (int64_t)yoe + era * 400;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int)(yy + (*m <= 2));
+}
+
+static void describe(tl_loop *l, tl_action *a) {
+    if (a->symbol == 0) {
+        strcpy(a->symbol_name, "*");
+    } else {
+        tl_sym *s = tl_symtab_find(&l->syms, a->symbol);
+        if (s != NULL && s->has_name) {
+            memcpy(a->symbol_name, s->name, sizeof a->symbol_name);
+        } else {
+            /* The engine's admin socket takes names. A scope we cannot name
+             * is widened to `*`: stricter, never weaker. */
+            a->symbol = 0;
+            strcpy(a->symbol_name, "*");
+        }
+    }
+    if (a->reason[0] == '\0' && a->check != TL_CHECK_NONE) {
+        char check[40];
+        const char *n = tl_check_name((enum tl_check)a->check);
+        size_t i = 0;
+        for (; n[i] != '\0' && i < sizeof check - 1; i++)
+            check[i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] - 'A' + 'a' : n[i]);
+        check[i] = '\0';
+        snprintf(a->reason, sizeof a->reason, "%s:%s seq=%llu", family_word(a->check), check,
+                 (unsigned long long)a->seq);
+    }
+    if (a->ticket[0] == '\0') {
+        int y;
+        unsigned m, d;
+        civil_from_days((int64_t)(l->now_real_ns / 86400000000000ull), &y, &m, &d);
+        snprintf(a->ticket, sizeof a->ticket, "INC-%04d%02u%02u-%04llu", y, m, d,
+                 (unsigned long long)(a->incident % 10000));
+    }
+    if (a->fence == 0)
+        a->fence = tl_loop_fence(l);
+}
+
+static uint64_t backoff_ns(const tl_loop *l, uint32_t sends) {
+    uint64_t ms = 1;
+    for (uint32_t i = 1; i < sends && ms < l->cfg.retry_max_ms; i++)
+        ms *= 2;
+    if (ms > l->cfg.retry_max_ms)
+        ms = l->cfg.retry_max_ms;
+    return ms * 1000000ull;
+}
+
+static void send_now(tl_loop *l, tl_action *a) {
+    a->issued_ns = l->now_real_ns;
+    int rc = l->ops.send(l->ops.ctx, a, l->now_real_ns);
+    if (rc == 0) {
+        a->sends++;
+        l->c.sends++;
+        if (a->sent_ns == 0)
+            a->sent_ns = l->now_ns;
+        a->next_try_ns = l->now_ns + backoff_ns(l, a->sends);
+    } else {
+        /* No connection, or the socket is full: try again soon. */
+        a->next_try_ns = l->now_ns + backoff_ns(l, a->sends + 1);
+    }
+}
+
+static void raise_fast(tl_loop *l, const tl_action *a) {
+    if (a->cmd == TL_CMD_WITHDRAWALS_HALT && a->on) {
+        l->ops.fast_withdrawals(l->ops.ctx, true);
+        l->fast_withdrawals_on = true;
+        return;
+    }
+    if (a->cmd != TL_CMD_SET_SYMBOL_MODE || a->key != TL_KEY_SIDECAR)
+        return;
+    if (a->symbol == 0) {
+        if (a->mode > l->fast_global) {
+            l->ops.fast_mode(l->ops.ctx, 0, a->mode);
+            l->fast_global = a->mode;
+        }
+        return;
+    }
+    if (a->symbol >= FAST_SYMBOL_SLOTS)
+        return; /* no slot: only the admin command carries it */
+    tl_sym *s = tl_symtab_get(&l->syms, a->symbol);
+    if (s != NULL && a->mode > s->fast_mode) {
+        l->ops.fast_mode(l->ops.ctx, a->symbol, a->mode);
+        s->fast_mode = a->mode;
+    }
+}
+
+/* An action that passed every gate: the fast-path word first, then the send. */
+static void execute(tl_loop *l, tl_action *a) {
+    if (l->inflight_count == l->cfg.max_inflight) {
+        /* Every slot waits for an APPLIED. The command still goes out once
+         * (with its word first); it is not retried from here. */
+        a->state = TL_ACT_EXECUTED;
+        tl_action_id_mint(&l->rng, l->cfg.tag_seed, a->id);
+        raise_fast(l, a);
+        send_now(l, a);
+        l->c.actions_executed++;
+        tl_policy_executed(&l->policy, l->now_ns);
+        out_action(l, a);
+        return;
+    }
+    tl_action *slot = &l->inflight[l->inflight_count++];
+    *slot = *a;
+    slot->state = TL_ACT_EXECUTED;
+    if (tl_id_is_zero(slot->id))
+        tl_action_id_mint(&l->rng, l->cfg.tag_seed, slot->id);
+    raise_fast(l, slot);
+    send_now(l, slot);
+    l->c.actions_executed++;
+    tl_policy_executed(&l->policy, l->now_ns);
+    out_action(l, slot);
+}
+
+/* PLANNED, then the gates, then BLOCKED or EXECUTED. */
+static void plan_one(tl_loop *l, tl_action *a) {
+    describe(l, a);
+    if (inflight_covering(l, a) != NULL) {
+        l->c.actions_coalesced++;
+        return;
+    }
+    a->planned_ns = l->now_ns;
+    a->state = TL_ACT_PLANNED;
+    l->c.actions_planned++;
+    out_action(l, a);
+    enum tl_block b = tl_policy_gate(&l->policy, a, &l->syms, l->now_ns);
+    if (b == TL_BLOCK_RATE_LIMITED && a->severity == TL_SEV_SEV1 &&
+        a->cmd == TL_CMD_SET_SYMBOL_MODE && a->symbol != 0) {
+        /* A SEV1 action is never dropped by the rate limit: one action on
+         * `*` at the strictest planned mode takes the place of the
+         * per-symbol ones. */
+        a->symbol = 0;
+        strcpy(a->symbol_name, "*");
+        if (inflight_covering(l, a) != NULL) {
+            l->c.actions_coalesced++;
+            return;
+        }
+        out_action(l, a);
+        b = TL_BLOCK_NONE;
+    }
+    if (b != TL_BLOCK_NONE) {
+        a->state = TL_ACT_BLOCKED;
+        a->block = (uint8_t)b;
+        l->c.actions_blocked[b]++;
+        out_action(l, a);
+        return;
+    }
+    execute(l, a);
+}
+
+static void open_incident(tl_loop *l, tl_finding *f) {
+    if (f->severity < TL_SEV_SEV2)
+        return;
+    uint64_t gap = l->cfg.incident_gap_ms * 1000000ull;
+    if (l->incident == 0 || l->now_ns - l->incident_last_ns > gap || l->incident_last_ns == 0) {
+        l->incident++;
+        l->incident_from_seq = f->seq;
+        l->incident_to_seq = f->seq;
+    }
+    l->incident_last_ns = l->now_ns;
+    if (f->seq != 0 && (f->seq < l->incident_from_seq || l->incident_from_seq == 0))
+        l->incident_from_seq = f->seq;
+    if (f->seq > l->incident_to_seq)
+        l->incident_to_seq = f->seq;
+    f->incident = l->incident;
+}
+
+/* The sink of every finding: out to the control thread, then the action
+ * table. Called inside tl_stream_record, so a fork seen on the ring is on
+ * its way to the engine before the next record is read. */
+static void on_finding(void *ctx, const tl_finding *fin) {
+    tl_loop *l = ctx;
+    tl_finding f = *fin;
+    TL_ASSERT(f.check < TL_CHECK_COUNT);
+    l->c.findings[f.check]++;
+    open_incident(l, &f);
+    tl_out o;
+    o.type = TL_OUT_FINDING;
+    o.u.finding = f;
+    out(l, &o);
+
+    tl_action acts[4];
+    int n = tl_policy_plan(&f, l->cfg.dialect, acts, 4);
+    bool bundle = false;
+    for (int i = 0; i < n; i++) {
+        acts[i].incident = f.incident;
+        if (acts[i].bundle)
+            bundle = true;
+        plan_one(l, &acts[i]);
+    }
+    if (bundle && l->policy.cfg.bundle_auto) {
+        tl_out b;
+        memset(&b, 0, sizeof b);
+        b.type = TL_OUT_BUNDLE;
+        b.u.bundle.incident = f.incident;
+        b.u.bundle.finding_id = f.id;
+        uint64_t from = l->incident_from_seq, to = l->incident_to_seq;
+        b.u.bundle.from_seq = from > l->cfg.bundle_margin ? from - l->cfg.bundle_margin : 1;
+        b.u.bundle.to_seq = to + l->cfg.bundle_margin;
+        out(l, &b);
+    }
+}
+
+static void emit_check(tl_loop *l, enum tl_check check, enum tl_severity sev, uint16_t reason,
+                       uint64_t seq, uint64_t seq2) {
+    tl_finding f;
+    tl_finding_init(&f, check);
+    f.severity = (uint8_t)sev;
+    f.reason = reason;
+    f.seq = seq;
+    f.seq2 = seq2;
+    f.source = TL_SOURCE_ENGINE;
+    tl_log_emit(&l->log, &f);
+}
+
+/* ---- what records mean ---- */
+
+static void on_mode_change(tl_loop *l, const tl_rec_view *v) {
+    if (v->body == NULL || v->body_len < sizeof(tl_body_mode_change))
+        return;
+    tl_body_mode_change b;
+    memcpy(&b, v->body, sizeof b);
+    uint32_t scope = v->symbol;
+    uint8_t prev = tl_symtab_set_mode(&l->syms, scope, (uint8_t)b.mode, v->seq);
+    if (scope == 0)
+        l->syms.withdrawals_halted = (uint8_t)b.withdrawals_halted;
+
+    tl_action *a = inflight_find(l, b.command_id);
+    if (a != NULL) {
+        a->state = TL_ACT_APPLIED;
+        a->applied_ns = l->now_ns;
+        a->applied_seq = v->seq;
+        l->c.actions_applied++;
+        tl_policy_applied(&l->policy, a->check, a->symbol, l->now_ns);
+        out_action(l, a);
+        inflight_remove(l, a);
+    } else if (!tl_id_is_restatement(b.command_id)) {
+        tl_out o;
+        memset(&o, 0, sizeof o);
+        o.type = TL_OUT_MODE_SEEN;
+        memcpy(o.u.mode.command_id, b.command_id, TL_ID_BYTES);
+        o.u.mode.scope = scope;
+        o.u.mode.mode = (uint8_t)b.mode;
+        o.u.mode.prev_mode = prev;
+        o.u.mode.withdrawals_halted = (uint8_t)b.withdrawals_halted;
+        o.u.mode.ours =
+            !tl_id_is_zero(b.command_id) && tl_action_id_is_ours(b.command_id, l->cfg.tag_seed);
+        o.u.mode.seq = v->seq;
+        out(l, &o);
+    }
+
+    /* tally lowers a fast word only when it sees a relaxation applied on
+     * that scope, with no action of its own pending there (ring.md). */
+    if (b.mode < prev && !inflight_on_scope(l, scope)) {
+        if (scope == 0 && l->fast_global > b.mode) {
+            l->ops.fast_mode(l->ops.ctx, 0, (uint8_t)b.mode);
+            l->fast_global = (uint8_t)b.mode;
+        } else if (scope != 0 && scope < FAST_SYMBOL_SLOTS) {
+            tl_sym *s = tl_symtab_find(&l->syms, scope);
+            if (s != NULL && s->fast_mode > b.mode) {
+                l->ops.fast_mode(l->ops.ctx, scope, (uint8_t)b.mode);
+                s->fast_mode = (uint8_t)b.mode;
+            }
+        }
+    }
+    if (scope == 0 && !b.withdrawals_halted && l->fast_withdrawals_on && prev >= b.mode &&
+        !inflight_on_scope(l, 0)) {
+        l->ops.fast_withdrawals(l->ops.ctx, false);
+        l->fast_withdrawals_on = false;
+    }
+}
+
+static void apply_meaning(tl_loop *l, const tl_rec_view *v) {
+    switch (v->kind) {
+        case TL_KIND_SYMBOL:
+            if (v->body != NULL) {
+                const char *name = (const char *)v->body;
+                size_t n = strnlen(name, TL_SYMBOL_NAME_MAX);
+                tl_symtab_name(&l->syms, v->symbol, name, n);
+            }
+            break;
+        case TL_KIND_MODE_CHANGE:
+            on_mode_change(l, v);
+            break;
+        default:
+            break;
+    }
+}
+
+/* ---- WAL_LAG ---- */
+
+static void lag_sample(tl_loop *l, uint64_t seq) {
+    if (seq <= l->durable_seq)
+        return;
+    if (l->lag_count > 0 && l->now_ns - l->lag_last_sample_ns < 100000u)
+        return; /* one sample per 100 us bounds the FIFO at 4096 x 100 us */
+    if (l->lag_count == TL_LAG_SAMPLES)
+        return; /* the oldest samples are the ones that matter */
+    uint32_t i = (l->lag_head + l->lag_count) % TL_LAG_SAMPLES;
+    l->lag[i].seq = seq;
+    l->lag[i].seen_ns = l->now_ns;
+    l->lag_count++;
+    l->lag_last_sample_ns = l->now_ns;
+}
+
+static void lag_reset(tl_loop *l) {
+    l->lag_count = 0;
+    l->lag_confirmations = 0;
+    l->lag_alerted = false;
+    l->lag_escalated = false;
+}
+
+static void lag_check(tl_loop *l) {
+    while (l->lag_count > 0 && l->lag[l->lag_head].seq <= l->durable_seq) {
+        l->lag_head = (l->lag_head + 1) % TL_LAG_SAMPLES;
+        l->lag_count--;
+    }
+    if (l->lag_count == 0) {
+        lag_reset(l);
+        return;
+    }
+    if (l->engine_stale)
+        return; /* paused while the producer's heartbeat is stale */
+    const tl_wal_lag_sample *oldest = &l->lag[l->lag_head];
+    uint64_t age = l->now_ns - oldest->seen_ns;
+    uint64_t grace = l->cfg.durable_grace_ms * 1000000ull;
+    if (age <= grace)
+        return;
+    if (l->now_ns >= l->lag_next_confirm_ns) {
+        l->lag_confirmations++;
+        l->lag_next_confirm_ns = l->now_ns + grace;
+    }
+    if (l->lag_confirmations >= l->cfg.confirmations && !l->lag_alerted) {
+        l->lag_alerted = true;
+        emit_check(l, TL_CHECK_WAL_LAG, TL_SEV_SEV2, TL_REASON_RING_NOT_DURABLE, oldest->seq,
+                   l->durable_seq);
+    }
+    if (age > l->cfg.lag_halt_ms * 1000000ull && l->lag_alerted && !l->lag_escalated) {
+        l->lag_escalated = true;
+        emit_check(l, TL_CHECK_WAL_LAG, TL_SEV_SEV1, TL_REASON_RING_NOT_DURABLE, oldest->seq,
+                   l->durable_seq);
+    }
+}
+
+/* ---- the engine's state ---- */
+
+/* An incarnation ended: its provisional ring records leave the window and
+ * never make a FORK or a SEQ_REGRESSION (ring.md). */
+static void drop_provisional(tl_loop *l) {
+    l->c.ring_undurable_dropped +=
+        tl_window_drop_above(&l->log.win, l->durable_seq, TL_WIN_SRC_RING);
+    lag_reset(l);
+    l->ring.anchored = false;
+}
+
+static void poll_engine(tl_loop *l) {
+    if (l->ops.engine_status == NULL)
+        return;
+    tl_engine_status st;
+    l->ops.engine_status(l->ops.ctx, &st);
+    if (!st.attached)
+        return;
+    l->engine = st;
+    if (st.durable_valid && st.durable_seq > l->durable_seq)
+        l->durable_seq = st.durable_seq;
+    uint64_t stale_ns = l->cfg.engine_stale_ms * 1000000ull;
+    bool stale = st.heartbeat_mono_ns == 0 || l->now_ns > st.heartbeat_mono_ns + stale_ns;
+    if (stale && !l->engine_stale) {
+        l->engine_stale = true;
+        emit_check(l, TL_CHECK_ENGINE_SILENT, TL_SEV_DEGRADED, TL_REASON_NONE, l->durable_seq, 0);
+        drop_provisional(l);
+    } else if (!stale && l->engine_stale) {
+        l->engine_stale = false;
+    }
+}
+
+/* ---- sources ---- */
+
+static void on_ring(tl_loop *l, const tl_ring_ev *ev) {
+    tl_finding f;
+    switch (ev->type) {
+        case TL_RING_EV_RECORD: {
+            l->c.records_ring++;
+            tl_rec_view v;
+            tl_rec_view_native(&v, ev->rec, ev->replay);
+            if (!l->ring.anchored || l->ring.expected_seq != ev->expected_seq)
+                tl_stream_resync(&l->ring, ev->expected_seq);
+            tl_loc loc = {0, ev->position};
+            tl_stream_result r = tl_stream_record(&l->ring, &v, &loc);
+            if (r.seen == TL_SEEN_FIRST)
+                apply_meaning(l, &v);
+            if (r.order != TL_ORDER_LOWER)
+                lag_sample(l, v.seq);
+            break;
+        }
+        case TL_RING_EV_LAPPED:
+            l->c.ring_lapped++;
+            tl_finding_init(&f, TL_CHECK_RING_LAPPED);
+            f.source = TL_SOURCE_RING;
+            f.offset = ev->position;
+            f.seq = tl_loop_last_delivered(l);
+            tl_log_emit(&l->log, &f);
+            break;
+        case TL_RING_EV_ATTACHED:
+            tl_stream_resync(&l->ring, ev->expected_seq);
+            break;
+        case TL_RING_EV_CORRUPT:
+            tl_finding_init(&f, TL_CHECK_RING_CORRUPT);
+            f.source = TL_SOURCE_RING;
+            f.rule = TL_RULE_RING;
+            f.reason = ev->reason;
+            f.offset = ev->position;
+            f.seq = ev->seq;
+            tl_log_emit(&l->log, &f);
+            break;
+        default:
+            break;
+    }
+}
+
+static void clear_tentative(tl_loop *l) {
+    l->tentative = false;
+    l->tentative_alerted = false;
+}
+
+static void on_wal(tl_loop *l, const tl_wal_ev *ev) {
+    tl_finding f;
+    switch (ev->type) {
+        case TL_WAL_EV_SEGMENT:
+            TL_ASSERT(ev->hdr != NULL);
+            clear_tentative(l);
+            tl_stream_segment(&l->wal, ev->hdr, ev->name_first_seq, &ev->loc);
+            break;
+        case TL_WAL_EV_RECORD: {
+            l->c.records_wal++;
+            clear_tentative(l);
+            tl_stream_result r = tl_stream_record(&l->wal, &ev->view, &ev->loc);
+            if (r.seen == TL_SEEN_FIRST)
+                apply_meaning(l, &ev->view);
+            break;
+        }
+        case TL_WAL_EV_CORRUPT:
+            clear_tentative(l);
+            tl_finding_init(&f, TL_CHECK_WAL_CORRUPT);
+            f.source = TL_SOURCE_WAL;
+            f.rule = ev->rule;
+            f.reason = ev->reason;
+            f.seq = ev->seq;
+            f.segment = ev->loc.segment;
+            f.offset = ev->loc.offset;
+            f.symbol = 0;
+            f.checksum = ev->checksum;
+            tl_log_emit(&l->log, &f);
+            if (ev->rule == TL_RULE_FIELDS && ev->seq != 0 && ev->seq >= l->wal.expected_seq) {
+                /* It passed its checksum: its seq and place in the chain are
+                 * known, and reading goes on after it (wal.md). */
+                l->wal.expected_seq = ev->seq + 1;
+                l->wal.expected_parent = ev->checksum;
+                l->wal.parent_known = true;
+            } else if (ev->rule != TL_RULE_FIELDS) {
+                /* Unreadable: the rest of its segment is lost to us; the
+                 * next segment anchors anew. */
+                l->wal.reanchor = true;
+            }
+            break;
+        case TL_WAL_EV_TENTATIVE:
+            if (!l->tentative || l->tentative_loc.segment != ev->loc.segment ||
+                l->tentative_loc.offset != ev->loc.offset) {
+                l->tentative = true;
+                l->tentative_alerted = false;
+                l->tentative_loc = ev->loc;
+                l->tentative_seq = ev->seq;
+                l->tentative_since_ns = l->now_ns;
+            }
+            break;
+        default:
+            break;
+    }
+}
+
+static void tentative_check(tl_loop *l) {
+    if (!l->tentative || l->tentative_alerted)
+        return;
+    /* While the engine is down its recovery will truncate the torn tail. */
+    if (l->engine_stale || !l->engine.attached)
+        return;
+    if (l->now_ns - l->tentative_since_ns > l->cfg.torn_grace_ms * 1000000ull) {
+        l->tentative_alerted = true;
+        tl_finding f;
+        tl_finding_init(&f, TL_CHECK_WAL_LAG);
+        f.source = TL_SOURCE_WAL;
+        f.reason = TL_REASON_TORN_STALLED;
+        f.seq = l->tentative_seq;
+        f.segment = l->tentative_loc.segment;
+        f.offset = l->tentative_loc.offset;
+        tl_log_emit(&l->log, &f);
+    }
+}
+
+/* ---- replies and retries ---- */
+
+static void on_reply(tl_loop *l, const tl_admin_reply *r) {
+    tl_action *a = inflight_find(l, r->id);
+    if (a == NULL)
+        return; /* applied already, or not ours */
+    bool relax = a->key == TL_KEY_OPERATOR && a->from_mode != TL_FROM_MODE_NONE;
+    if (r->ok) {
+        a->acked = 1;
+        a->next_try_ns = l->now_ns + l->cfg.apply_timeout_ms * 1000000ull;
+        if (a->applied_seq == 0)
+            a->applied_seq = r->applied_seq;
+        return;
+    }
+    if (r->definitive || relax) {
+        /* A relaxation with the operator key is never sent again after an
+         * error (behavior.md). */
+        a->state = TL_ACT_FAILED;
+        a->error = r->error;
+        l->c.actions_failed++;
+        out_action(l, a);
+        inflight_remove(l, a);
+        return;
+    }
+    a->acked = 0;
+    a->next_try_ns = l->now_ns + backoff_ns(l, a->sends);
+}
+
+static uint32_t retries(tl_loop *l) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < l->inflight_count; i++) {
+        tl_action *a = &l->inflight[i];
+        if (l->now_ns < a->next_try_ns)
+            continue;
+        /* Same id, every member as first sent but issued_ns and mac. */
+        l->c.send_retries++;
+        send_now(l, a);
+        if (a->acked)
+            a->next_try_ns = l->now_ns + l->cfg.apply_timeout_ms * 1000000ull;
+        n++;
+    }
+    return n;
+}
+
+/* ---- the control thread's messages ---- */
+
+static void on_ctl(tl_loop *l, tl_ctl_msg *m) {
+    switch (m->type) {
+        case TL_CTL_POLICY:
+            l->policy.cfg.action = m->action;
+            l->policy.cfg.dry_run = m->dry_run;
+            l->policy.cfg.armed = m->armed;
+            break;
+        case TL_CTL_MODE:
+        case TL_CTL_ACTION: {
+            tl_action a = m->act;
+            if (a.symbol == 0 && strcmp(a.symbol_name, "*") != 0) {
+                tl_sym *s = tl_symtab_by_name(&l->syms, a.symbol_name, strlen(a.symbol_name));
+                if (s != NULL)
+                    a.symbol = s->id;
+            }
+            if (a.symbol != 0) {
+                /* describe() widens an unnamed scope; a named manual scope
+                 * keeps its name even if the log has not declared it. */
+                tl_sym *s = tl_symtab_find(&l->syms, a.symbol);
+                if (s == NULL || !s->has_name)
+                    tl_symtab_name(&l->syms, a.symbol, a.symbol_name, strlen(a.symbol_name));
+            }
+            a.detect_ns = l->now_ns;
+            plan_one(l, &a);
+            break;
+        }
+        case TL_CTL_RESEND: {
+            /* After a restart: an EXECUTED action of the audit with neither
+             * APPLIED nor FAILED goes out again, same id. */
+            if (inflight_find(l, m->act.id) != NULL || l->inflight_count == l->cfg.max_inflight)
+                break;
+            tl_action *slot = &l->inflight[l->inflight_count++];
+            *slot = m->act;
+            slot->state = TL_ACT_EXECUTED;
+            slot->origin = TL_ORIGIN_RESTART;
+            slot->acked = 0;
+            slot->next_try_ns = l->now_ns;
+            raise_fast(l, slot);
+            break;
+        }
+        case TL_CTL_INCARNATION:
+            drop_provisional(l);
+            if (m->durable_seq > l->durable_seq)
+                l->durable_seq = m->durable_seq;
+            /* Actions carry over: raise the words again on the new object. */
+            if (l->fast_global != TL_MODE_NORMAL)
+                l->ops.fast_mode(l->ops.ctx, 0, l->fast_global);
+            if (l->fast_withdrawals_on)
+                l->ops.fast_withdrawals(l->ops.ctx, true);
+            for (uint32_t i = 0; i < l->syms.capacity; i++) {
+                tl_sym *s = &l->syms.slots[i];
+                if (s->id != 0 && s->fast_mode != TL_MODE_NORMAL && s->id < FAST_SYMBOL_SLOTS)
+                    l->ops.fast_mode(l->ops.ctx, s->id, s->fast_mode);
+            }
+            break;
+        case TL_CTL_DUAL_PRODUCER: {
+            tl_finding f;
+            tl_finding_init(&f, TL_CHECK_DUAL_PRODUCER);
+            f.source = TL_SOURCE_RING;
+            f.seq = tl_loop_last_delivered(l);
+            tl_log_emit(&l->log, &f);
+            break;
+        }
+        case TL_CTL_STOP:
+            l->stopping = true;
+            break;
+        default:
+            break;
+    }
+}
+
+uint32_t tl_loop_step(tl_loop *l, uint64_t now_mono_ns, uint64_t now_real_ns) {
+    TL_ASSERT(now_mono_ns >= l->now_ns);
+    l->now_ns = now_mono_ns;
+    l->now_real_ns = now_real_ns;
+    l->log.now_ns = now_mono_ns;
+    l->c.iterations++;
+    /* Relaxed: a liveness beat for /healthz; nothing is published with it. */
+    atomic_store_explicit(&l->beat_ns, now_mono_ns, memory_order_relaxed);
+
+    uint32_t work = flush_backlog(l);
+    uint32_t budget = l->cfg.budget;
+
+    /* Operator commands first: the kill switch takes effect before the
+     * next action. */
+    tl_ctl_msg m;
+    for (uint32_t i = 0; i < budget && l->ops.ctl_poll(l->ops.ctx, &m); i++, work++)
+        on_ctl(l, &m);
+
+    poll_engine(l);
+
+    if (l->cfg.ring && l->ops.ring_poll != NULL) {
+        tl_ring_ev ev;
+        for (uint32_t i = 0; i < budget; i++) {
+            if (!l->ops.ring_poll(l->ops.ctx, tl_loop_last_delivered(l), &ev))
+                break;
+            on_ring(l, &ev);
+            work++;
+        }
+    }
+
+    tl_wal_ev wev;
+    for (uint32_t i = 0; i < budget && l->ops.wal_poll(l->ops.ctx, &wev); i++, work++)
+        on_wal(l, &wev);
+
+    tl_admin_reply r;
+    for (uint32_t i = 0; i < budget && l->ops.reply_poll(l->ops.ctx, &r); i++, work++)
+        on_reply(l, &r);
+
+    work += retries(l);
+    lag_check(l);
+    tentative_check(l);
+    return work;
+}

@@ -1,0 +1,297 @@
+/* loop.h: the reconciler loop, pure.
+ *
+ * One tl_loop owns every piece of check state. It is driven through ops, the
+ * way the kernel drives a driver through file_operations: the ring consumer
+ * (shm/), the WAL tailer (io/) and the control thread's queue are sources; the
+ * actuator (admin/) is the sink. Time comes in as arguments. So the whole
+ * reconciler runs inside one test process on a virtual clock, fed a history
+ * generated from a seed (tests/unit/test_sim.c), and a failing seed replays
+ * exactly.
+ *
+ * The path of a record, ring to halt:
+ *   ring_poll -> tl_stream_record (rules 4-6, window) -> finding
+ *     -> tl_policy_plan -> tl_policy_gate -> fast_word -> send
+ *   ... the engine applies it and writes a MODE_CHANGE ...
+ *   ring_poll -> MODE_CHANGE with our command id -> APPLIED
+ * Findings and action events leave through `emit` to the control thread,
+ * which audits, counts, alerts and bundles. The loop never blocks, never
+ * allocates after tl_loop_init and never reads a clock.
+ */
+#ifndef TL_LOOP_H
+#define TL_LOOP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "finding.h"
+#include "policy.h"
+#include "record.h"
+#include "segment.h"
+#include "stream.h"
+#include "symtab.h"
+#include "window.h"
+
+/* ---- sources ---- */
+
+enum tl_ring_ev_type {
+    TL_RING_EV_NONE = 0, /* nothing committed at the consumer's position */
+    TL_RING_EV_RECORD,   /* a verified record (PADs never come here) */
+    TL_RING_EV_LAPPED,   /* the producer lapped us; the WAL fills the gap */
+    TL_RING_EV_ATTACHED, /* (re)attached: expected_seq is the new E */
+    TL_RING_EV_CORRUPT,  /* RING_CORRUPT; the consumer re-attaches by itself */
+};
+
+typedef struct tl_ring_ev {
+    uint8_t type;
+    bool replay;           /* RECORD: the REPLAY flag was set (cleared in the copy) */
+    uint16_t reason;       /* CORRUPT: enum tl_reason */
+    uint32_t len;          /* RECORD */
+    const uint8_t *rec;    /* RECORD: the verified private copy, valid until the next poll */
+    uint64_t position;     /* ring position of the record or of the fault */
+    uint64_t expected_seq; /* RECORD: the E it was judged against; ATTACHED: the new E */
+    uint64_t seq;          /* CORRUPT: the seq if it could be read, else 0 */
+} tl_ring_ev;
+
+enum tl_wal_ev_type {
+    TL_WAL_EV_NONE = 0,
+    TL_WAL_EV_SEGMENT,   /* a segment header that passed tl_seg_hdr_check */
+    TL_WAL_EV_RECORD,    /* a record that passed rules 1-3 */
+    TL_WAL_EV_CORRUPT,   /* WAL_CORRUPT: rule, reason, loc, seq */
+    TL_WAL_EV_TENTATIVE, /* the newest segment's tail failed rule 1/2 at loc (may heal) */
+    TL_WAL_EV_CAUGHT_UP, /* the tailer read everything there is, for now */
+};
+
+typedef struct tl_wal_ev {
+    uint8_t type;
+    uint8_t rule;    /* CORRUPT: enum tl_rule */
+    uint16_t reason; /* CORRUPT / TENTATIVE: enum tl_reason or tl_rec_err */
+    tl_loc loc;
+    const tl_seg_hdr *hdr;   /* SEGMENT */
+    uint64_t name_first_seq; /* SEGMENT: the first_seq in the file name (xwal1: the index) */
+    tl_rec_view view;        /* RECORD */
+    uint64_t seq;            /* CORRUPT / TENTATIVE: the seq if known, else expected */
+    uint64_t checksum;       /* CORRUPT with rule 3: the record passed its checksum */
+} tl_wal_ev;
+
+/* What the ring's control block says about the engine (ring.md). */
+typedef struct tl_engine_status {
+    bool attached;                /* a ring is mapped */
+    uint64_t heartbeat_mono_ns;   /* producer_heartbeat_mono_ns */
+    bool durable_valid;           /* the seqlock read gave a consistent snapshot */
+    bool durable_stuck_odd;       /* the gen stayed odd */
+    uint64_t durable_seq;         /* wal_durable_seq (0 = none yet) */
+    uint64_t durable_segment_seq; /* wal_durable_segment_first_seq */
+    uint64_t durable_offset;      /* wal_durable_offset */
+} tl_engine_status;
+
+/* ---- the control thread's queue into the loop ---- */
+
+enum tl_ctl_type {
+    TL_CTL_NONE = 0,
+    TL_CTL_POLICY,        /* POST /policy: action, dry_run, armed (the kill switch) */
+    TL_CTL_MODE,          /* POST /actions/mode: a manual escalation */
+    TL_CTL_RESEND,        /* restart: an audited EXECUTED action to send again */
+    TL_CTL_INCARNATION,   /* the ring object was replaced (a new engine start) */
+    TL_CTL_DUAL_PRODUCER, /* the old object's producer still beats */
+    TL_CTL_ACTION,        /* canary resume steps, rollbacks, auto-resume (prebuilt action) */
+    TL_CTL_STOP,          /* clean stop */
+};
+
+typedef struct tl_ctl_msg {
+    uint8_t type;
+    uint8_t action;       /* POLICY: enum tl_stage_action */
+    bool dry_run;         /* POLICY */
+    bool armed;           /* POLICY */
+    uint64_t durable_seq; /* INCARNATION: the new object's wal_durable_seq */
+    tl_action act;        /* MODE / RESEND / ACTION */
+} tl_ctl_msg;
+
+/* ---- sink: replies from the engine's admin socket ---- */
+
+typedef struct tl_admin_reply {
+    uint8_t id[TL_ID_BYTES];
+    bool ok;
+    bool duplicate;
+    bool definitive; /* forbidden, unknown_symbol, bad_request, precondition_failed */
+    uint16_t error;  /* the actuator's error code (0 when ok) */
+    uint64_t applied_seq;
+} tl_admin_reply;
+
+/* ---- out to the control thread ---- */
+
+enum tl_out_type {
+    TL_OUT_FINDING = 1,
+    TL_OUT_ACTION,    /* an action changed state (PLANNED, BLOCKED, EXECUTED, APPLIED, FAILED) */
+    TL_OUT_MODE_SEEN, /* a MODE_CHANGE not matched to a pending action */
+    TL_OUT_BUNDLE,    /* the action table asks for a forensic bundle */
+    TL_OUT_RECONNECT, /* the admin connection failed: reconnect with backoff */
+};
+
+typedef struct tl_mode_seen {
+    uint8_t command_id[TL_ID_BYTES];
+    uint32_t scope;
+    uint8_t mode;
+    uint8_t prev_mode;
+    uint8_t withdrawals_halted;
+    uint8_t ours; /* the id carries this tally's tag: a command of ours not pending */
+    uint64_t seq;
+} tl_mode_seen;
+
+typedef struct tl_bundle_req {
+    uint64_t incident;
+    uint64_t finding_id;
+    uint64_t from_seq;
+    uint64_t to_seq;
+} tl_bundle_req;
+
+typedef struct tl_out {
+    uint8_t type; /* enum tl_out_type */
+    union {
+        tl_finding finding;
+        tl_action action;
+        tl_mode_seen mode;
+        tl_bundle_req bundle;
+    } u;
+} tl_out;
+
+typedef struct tl_loop_ops {
+    void *ctx;
+    /* sources; each returns false when nothing is pending */
+    bool (*ring_poll)(void *ctx, uint64_t last_delivered_seq, tl_ring_ev *ev); /* may be NULL */
+    bool (*wal_poll)(void *ctx, tl_wal_ev *ev);
+    bool (*ctl_poll)(void *ctx, tl_ctl_msg *msg);
+    void (*engine_status)(void *ctx, tl_engine_status *st); /* may be NULL (no ring) */
+    /* sink */
+    /* Sends one command without blocking: 0 sent, -1 not now (no connection,
+     * or the socket would block); the loop retries with backoff. */
+    int (*send)(void *ctx, const tl_action *a, uint64_t now_real_ns);
+    bool (*reply_poll)(void *ctx, tl_admin_reply *r);
+    /* The fast-path mode words (ring.md): raise before the send. */
+    void (*fast_mode)(void *ctx, uint32_t scope, uint8_t mode);
+    void (*fast_withdrawals)(void *ctx, bool on);
+    /* Out to the control thread: false when the queue is full (the loop
+     * keeps it and tries again). */
+    bool (*emit)(void *ctx, const tl_out *o);
+} tl_loop_ops;
+
+typedef struct tl_loop_cfg {
+    uint8_t dialect;           /* enum tl_dialect */
+    uint64_t window_records;   /* power of two; default 1048576 */
+    uint32_t max_symbols;      /* power of two; default 4096 */
+    uint32_t max_inflight;     /* actions awaiting APPLIED; default 64 */
+    uint32_t backlog;          /* out events kept while the queue is full; default 4096 */
+    uint32_t confirmations;    /* SEV2 confirmations in a row; default 3 */
+    uint64_t durable_grace_ms; /* wal.durable_grace_ms, default 200 */
+    uint64_t torn_grace_ms;    /* wal.torn_grace_ms, default 1000 */
+    uint64_t lag_halt_ms;      /* wal.lag_halt_ms, default 2000 */
+    uint64_t engine_stale_ms;  /* engine.stale_ms, default 250 */
+    uint64_t incident_gap_ms;  /* a quiet period that closes an incident; default 300000 */
+    uint64_t apply_timeout_ms; /* re-send an acknowledged command not yet applied; 1000 */
+    uint64_t retry_max_ms;     /* retry backoff cap; default 250 */
+    uint64_t bundle_margin;    /* seqs around an incident's range in a bundle; default 1000 */
+    uint32_t budget;           /* events per source per step; default 256 */
+    uint64_t id_seed;          /* random, for command ids (from getrandom at start) */
+    uint64_t tag_seed;         /* from the sidecar key: recognises our own ids */
+    bool ring;                 /* a ring is configured (xwal1 engines have none) */
+    tl_policy_cfg policy;
+} tl_loop_cfg;
+
+void tl_loop_cfg_defaults(tl_loop_cfg *c);
+
+/* Bytes tl_loop_init needs for its bounded tables (window, symbols,
+ * in-flight actions, out backlog). Allocate once, 64-aligned. */
+size_t tl_loop_mem_bytes(const tl_loop_cfg *c);
+
+typedef struct tl_wal_lag_sample {
+    uint64_t seq;
+    uint64_t seen_ns;
+} tl_wal_lag_sample;
+
+#define TL_LAG_SAMPLES 4096u
+
+typedef struct tl_loop_counters {
+    uint64_t records_ring;
+    uint64_t records_wal;
+    uint64_t findings[TL_CHECK_COUNT];
+    uint64_t actions_planned;
+    uint64_t actions_blocked[TL_BLOCK_COUNT];
+    uint64_t actions_executed;
+    uint64_t actions_applied;
+    uint64_t actions_failed;
+    uint64_t actions_coalesced;
+    uint64_t sends;
+    uint64_t send_retries;
+    uint64_t ring_lapped;
+    uint64_t ring_undurable_dropped;
+    uint64_t out_backlogged;
+    uint64_t out_dropped_info; /* info findings only counted when the queue was full */
+    uint64_t iterations;
+} tl_loop_counters;
+
+typedef struct tl_loop {
+    tl_loop_cfg cfg;
+    tl_loop_ops ops;
+    tl_log log;
+    tl_stream wal;
+    tl_stream ring;
+    tl_symtab syms;
+    tl_policy policy;
+    uint64_t rng;
+    /* time of the current step */
+    uint64_t now_ns;
+    uint64_t now_real_ns;
+    /* engine */
+    tl_engine_status engine;
+    bool engine_stale;
+    uint64_t durable_seq; /* highest durable seq seen in this incarnation */
+    bool stopping;
+    /* in-flight actions (EXECUTED, awaiting APPLIED or FAILED) */
+    tl_action *inflight;
+    uint32_t inflight_count;
+    /* fast-path words we raised, to raise again on a new ring object */
+    uint8_t fast_global;
+    bool fast_withdrawals_on;
+    /* WAL_LAG: ring seqs not yet durable, sampled, oldest first */
+    tl_wal_lag_sample lag[TL_LAG_SAMPLES];
+    uint32_t lag_head;
+    uint32_t lag_count;
+    uint64_t lag_last_sample_ns;
+    uint32_t lag_confirmations;
+    uint64_t lag_next_confirm_ns;
+    bool lag_alerted;
+    bool lag_escalated;
+    /* a tentative WAL tail and since when */
+    bool tentative;
+    tl_loc tentative_loc;
+    uint64_t tentative_seq;
+    uint64_t tentative_since_ns;
+    bool tentative_alerted;
+    /* incidents */
+    uint64_t incident;
+    uint64_t incident_last_ns;
+    uint64_t incident_from_seq;
+    uint64_t incident_to_seq;
+    /* out backlog when the control queue is full */
+    tl_out *backlog;
+    uint32_t backlog_head;
+    uint32_t backlog_count;
+    /* liveness for /healthz: the loop's last beat (mono ns), read by the control thread */
+    _Atomic uint64_t beat_ns;
+    tl_loop_counters c;
+} tl_loop;
+
+/* mem: tl_loop_mem_bytes(cfg) bytes, 64-aligned, owned by the caller. */
+void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, void *mem);
+
+/* One pass over every source; returns how much work it did (0 = idle). */
+uint32_t tl_loop_step(tl_loop *l, uint64_t now_mono_ns, uint64_t now_real_ns);
+
+/* The highest seq delivered in order by either source. */
+uint64_t tl_loop_last_delivered(const tl_loop *l);
+
+/* The fence the engine last wrote with, as far as the loop has read. */
+uint64_t tl_loop_fence(const tl_loop *l);
+
+#endif
