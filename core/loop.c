@@ -707,7 +707,7 @@ static void tentative_check(tl_loop *l) {
 
 /* ---- replies and retries ---- */
 
-static void on_reply(tl_loop *l, const tl_admin_reply *r) {
+static void on_reply(tl_loop *l, const tl_cmd_reply *r) {
     tl_action *a = inflight_find(l, r->id);
     if (a == NULL)
         return; /* applied already, or not ours */
@@ -856,7 +856,7 @@ uint32_t tl_loop_step(tl_loop *l, uint64_t now_mono_ns, uint64_t now_real_ns) {
     for (uint32_t i = 0; i < budget && l->ops.wal_poll(l->ops.ctx, &wev); i++, work++)
         on_wal(l, &wev);
 
-    tl_admin_reply r;
+    tl_cmd_reply r;
     for (uint32_t i = 0; i < budget && l->ops.reply_poll(l->ops.ctx, &r); i++, work++)
         on_reply(l, &r);
 

@@ -110,14 +110,14 @@ typedef struct tl_ctl_msg {
 
 /* ---- sink: replies from the engine's admin socket ---- */
 
-typedef struct tl_admin_reply {
+typedef struct tl_cmd_reply {
     uint8_t id[TL_ID_BYTES];
     bool ok;
     bool duplicate;
     bool definitive; /* forbidden, unknown_symbol, bad_request, precondition_failed */
     uint16_t error;  /* the actuator's error code (0 when ok) */
     uint64_t applied_seq;
-} tl_admin_reply;
+} tl_cmd_reply;
 
 /* ---- out to the control thread ---- */
 
@@ -167,7 +167,7 @@ typedef struct tl_loop_ops {
     /* Sends one command without blocking: 0 sent, -1 not now (no connection,
      * or the socket would block); the loop retries with backoff. */
     int (*send)(void *ctx, const tl_action *a, uint64_t now_real_ns);
-    bool (*reply_poll)(void *ctx, tl_admin_reply *r);
+    bool (*reply_poll)(void *ctx, tl_cmd_reply *r);
     /* The fast-path mode words (ring.md): raise before the send. */
     void (*fast_mode)(void *ctx, uint32_t scope, uint8_t mode);
     void (*fast_withdrawals)(void *ctx, bool on);

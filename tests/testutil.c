@@ -99,3 +99,9 @@ uint64_t tu_hex64(const char *s) {
     }
     return v;
 }
+
+void *tu_aligned(size_t align, size_t size) {
+    void *p = aligned_alloc(align, (size + align - 1) / align * align);
+    assert_non_null(p);
+    return p;
+}

@@ -21,6 +21,8 @@ char *tu_tmpdir(const char *tag);
 void tu_rm_rf(const char *path);
 /* Parses 16 lowercase hex digits. */
 uint64_t tu_hex64(const char *s);
+/* aligned_alloc with the size rounded up to the alignment, as C11 wants. */
+void *tu_aligned(size_t align, size_t size);
 /* Path of a built program (build dir). */
 const char *tu_build_path(const char *rel);
 

@@ -118,7 +118,7 @@ typedef struct sim {
     /* the admin socket */
     cmd cmds[MAX_CMDS];
     int ncmds;
-    tl_admin_reply replies[MAX_CMDS];
+    tl_cmd_reply replies[MAX_CMDS];
     int nreplies, reply_next;
     /* what the loop reported */
     uint64_t findings[TL_CHECK_COUNT];
@@ -277,7 +277,7 @@ static void engine_apply_due(sim *s) {
         b.withdrawals_halted = s->withdrawals;
         memcpy(b.command_id, c->id, 16);
         append(s, TL_KIND_MODE_CHANGE, scope, &b, sizeof b);
-        tl_admin_reply *r = &s->replies[s->nreplies++];
+        tl_cmd_reply *r = &s->replies[s->nreplies++];
         memset(r, 0, sizeof *r);
         memcpy(r->id, c->id, 16);
         r->ok = true;
@@ -440,7 +440,7 @@ static int send_cmd(void *ctx, const tl_action *a, uint64_t now_real) {
     for (int i = 0; i < s->ncmds; i++) {
         if (memcmp(s->cmds[i].id, a->id, 16) == 0) {
             if (s->cmds[i].applied && s->nreplies < MAX_CMDS) {
-                tl_admin_reply *r = &s->replies[s->nreplies++];
+                tl_cmd_reply *r = &s->replies[s->nreplies++];
                 memset(r, 0, sizeof *r);
                 memcpy(r->id, a->id, 16);
                 r->ok = true;
@@ -466,7 +466,7 @@ static int send_cmd(void *ctx, const tl_action *a, uint64_t now_real) {
     return 0;
 }
 
-static bool reply_poll(void *ctx, tl_admin_reply *r) {
+static bool reply_poll(void *ctx, tl_cmd_reply *r) {
     sim *s = ctx;
     if (s->reply_next >= s->nreplies)
         return false;
@@ -661,8 +661,8 @@ static int run_seed(uint64_t seed, bool verbose) {
     cfg.backlog = 64;
     cfg.id_seed = seed;
     cfg.tag_seed = 42;
-    void *mem = aligned_alloc(64, tl_loop_mem_bytes(&cfg));
-    tl_loop *l = aligned_alloc(64, sizeof *l);
+    void *mem = tu_aligned(64, tl_loop_mem_bytes(&cfg));
+    tl_loop *l = tu_aligned(64, sizeof *l);
     tl_loop_ops ops = {
         .ctx = s,
         .ring_poll = ring_poll,

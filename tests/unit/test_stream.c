@@ -35,7 +35,7 @@ static void collect(void *ctx, const tl_finding *f) {
 
 static int setup(void **state) {
     fixture *x = calloc(1, sizeof *x);
-    x->mem = aligned_alloc(64, tl_window_bytes(WIN));
+    x->mem = tu_aligned(64, tl_window_bytes(WIN));
     tl_log_init(&x->log, TL_DIALECT_TLYWAL1, x->mem, WIN, (tl_sink){collect, x});
     tl_stream_init(&x->wal, &x->log, TL_SOURCE_WAL);
     tl_stream_init(&x->ring, &x->log, TL_SOURCE_RING);
@@ -351,7 +351,7 @@ static void test_segment_rules(void **state) {
 
 static void test_xwal1_events(void **state) {
     fixture *x = *state;
-    void *mem = aligned_alloc(64, tl_window_bytes(WIN));
+    void *mem = tu_aligned(64, tl_window_bytes(WIN));
     tl_log log;
     tl_log_init(&log, TL_DIALECT_XWAL1, mem, WIN, (tl_sink){collect, x});
     tl_stream s;
