@@ -61,6 +61,11 @@ enum tl_admin_err tl_admin_client_connect(tl_admin_client *c, const char *path) 
     return TL_ADMIN_OK;
 }
 
+void tl_admin_client_adopt(tl_admin_client *c, int fd) {
+    tl_admin_client_close(c);
+    c->fd = fd;
+}
+
 bool tl_admin_client_connected(const tl_admin_client *c) {
     return c->fd >= 0;
 }

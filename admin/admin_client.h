@@ -56,6 +56,10 @@ enum tl_admin_err tl_admin_client_connect(tl_admin_client *c, const char *path);
  * what it still needs after reconnecting: same id, fresh issued_ns). */
 void tl_admin_client_close(tl_admin_client *c);
 
+/* Takes over a socket another thread connected (non-blocking, connected to
+ * the engine's admin socket); closes a previous connection. tallyd's control
+ * thread connects, its hot loop owns the client. */
+void tl_admin_client_adopt(tl_admin_client *c, int fd);
 bool tl_admin_client_connected(const tl_admin_client *c);
 int tl_admin_client_fd(const tl_admin_client *c);
 uint32_t tl_admin_client_pending(const tl_admin_client *c);

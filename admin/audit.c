@@ -156,7 +156,7 @@ static void recover_line(tl_audit_recovery *rec, const char *line, size_t len) {
 
 /* Reads one file line by line: checks each `prev`, feeds the recovery,
  * leaves a->prev at the hash of the last line. */
-static int read_file(tl_audit *a, const char *path, tl_audit_recovery *rec) {
+static int read_file(tl_audit *a, const char *path, tl_audit_recovery *rec, bool anchor) {
     FILE *f = fopen(path, "re");
     if (f == NULL)
         return errno == ENOENT ? 0 : -1;
@@ -168,10 +168,20 @@ static int read_file(tl_audit *a, const char *path, tl_audit_recovery *rec) {
         if (line[n - 1] != '\n')
             break; /* a torn last line (crash mid-write): not part of the chain */
         line[--n] = '\0';
+        const char *p = strstr(line, "\"prev\":\"");
+        if (anchor && p != NULL && strlen(p + 8) >= 64) {
+            /* Older files are not read: the first line read anchors the
+             * chain, unverified. */
+            for (int i = 0; i < 32; i++) {
+                unsigned v = 0;
+                if (sscanf(p + 8 + 2 * i, "%2x", &v) == 1)
+                    a->prev[i] = (uint8_t)v;
+            }
+        }
+        anchor = false;
         if (rec != NULL) {
             rec->lines++;
             hex32(a->prev, want);
-            const char *p = strstr(line, "\"prev\":\"");
             if (rec->chain_ok && (p == NULL || strncmp(p + 8, want, 64) != 0)) {
                 rec->chain_ok = false;
                 rec->chain_bad_line = rec->lines;
@@ -240,19 +250,18 @@ int tl_audit_open(tl_audit *a, const char *state_dir, uint64_t rotate_bytes, tl_
     a->next_rotation = max_rot;
     /* Bounded: only the last two rotated files are read for recovery; the
      * chain's anchor is the last line of the newest one. */
-    for (uint32_t r = max_rot >= 2 ? max_rot - 2 : 0; r < max_rot; r++) {
+    uint32_t first = max_rot >= 2 ? max_rot - 2 : 0;
+    for (uint32_t r = first; r < max_rot; r++) {
         char path[600];
         snprintf(path, sizeof path, "%s/audit.%u.jsonl", a->dir, r);
-        if (r + 2 < max_rot)
-            continue;
-        if (read_file(a, path, rec) != 0) {
+        if (read_file(a, path, rec, r == first && first > 0) != 0) {
             snprintf(err, err_cap, "%s: %s", path, strerror(errno));
             return -1;
         }
     }
     char path[600];
     snprintf(path, sizeof path, "%s/audit.jsonl", a->dir);
-    if (read_file(a, path, rec) != 0) {
+    if (read_file(a, path, rec, false) != 0) {
         snprintf(err, err_cap, "%s: %s", path, strerror(errno));
         return -1;
     }
