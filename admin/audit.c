@@ -93,7 +93,8 @@ bool tl_audit_parse_action(const char *line, size_t len, tl_action *a, char *eve
         return false;
     bool ok = false;
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "action");
-    char ev[32], id[40], cmd[32], key[16], mode[16], origin[16], symbol[32];
+    char ev[32], id[40], cmd[32], key[16], mode[16], origin[16];
+    char symbol[TL_SYMBOL_NAME_MAX + 1];
     if (json_str(root, "event", ev, sizeof ev) && cJSON_IsObject(act) &&
         json_str(act, "id", id, sizeof id) && json_str(act, "cmd", cmd, sizeof cmd) &&
         json_str(act, "key", key, sizeof key) && json_str(act, "symbol", symbol, sizeof symbol)) {
@@ -112,7 +113,7 @@ bool tl_audit_parse_action(const char *line, size_t len, tl_action *a, char *eve
             a->from_mode = (uint8_t)tl_mode_parse(mode, strlen(mode));
         const cJSON *on = cJSON_GetObjectItemCaseSensitive(act, "on");
         a->on = cJSON_IsTrue(on);
-        snprintf(a->symbol_name, sizeof a->symbol_name, "%s", symbol);
+        memcpy(a->symbol_name, symbol, sizeof a->symbol_name);
         json_str(act, "reason", a->reason, sizeof a->reason);
         json_str(act, "ticket", a->ticket, sizeof a->ticket);
         a->fence = json_u64s(act, "fence");

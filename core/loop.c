@@ -659,17 +659,10 @@ static void on_wal(tl_loop *l, const tl_wal_ev *ev) {
             f.symbol = 0;
             f.checksum = ev->checksum;
             tl_log_emit(&l->log, &f);
-            if (ev->rule == TL_RULE_FIELDS && ev->seq != 0 && ev->seq >= l->wal.expected_seq) {
-                /* It passed its checksum: its seq and place in the chain are
-                 * known, and reading goes on after it (wal.md). */
-                l->wal.expected_seq = ev->seq + 1;
-                l->wal.expected_parent = ev->checksum;
-                l->wal.parent_known = true;
-            } else if (ev->rule != TL_RULE_FIELDS) {
-                /* Unreadable: the rest of its segment is lost to us; the
-                 * next segment anchors anew. */
-                l->wal.reanchor = true;
-            }
+            if (ev->rule == TL_RULE_FIELDS)
+                tl_stream_step_over(&l->wal, ev->seq, ev->checksum);
+            else
+                tl_stream_reanchor(&l->wal); /* the rest of its segment is lost to us */
             break;
         case TL_WAL_EV_TENTATIVE:
             if (!l->tentative || l->tentative_loc.segment != ev->loc.segment ||

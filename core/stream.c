@@ -77,6 +77,25 @@ void tl_stream_resync(tl_stream *s, uint64_t expected_seq) {
     }
 }
 
+void tl_stream_step_over(tl_stream *s, uint64_t seq, uint64_t checksum) {
+    if (seq == 0 || (s->anchored && seq < s->expected_seq))
+        return;
+    s->anchored = true;
+    s->expected_seq = seq + 1;
+    s->expected_parent = checksum;
+    s->parent_known = true;
+}
+
+void tl_stream_reanchor(tl_stream *s) {
+    s->reanchor = true;
+}
+
+void tl_stream_segment_unreadable(tl_stream *s) {
+    s->reanchor = true;
+    if (s->segment_known)
+        s->segment_index++;
+}
+
 static void source2_of(tl_finding *f, uint8_t srcs) {
     f->source2 = (srcs & TL_WIN_SRC_WAL)    ? TL_SOURCE_WAL
                  : (srcs & TL_WIN_SRC_RING) ? TL_SOURCE_RING

@@ -136,6 +136,18 @@ void tl_stream_resync(tl_stream *s, uint64_t expected_seq);
 bool tl_stream_segment(tl_stream *s, const tl_seg_hdr *h, uint64_t name_first_seq,
                        const tl_loc *loc);
 
+/* A record that failed rule 3 passed its checksum, so its seq and checksum
+ * are known: reading goes on after it (wal.md), unless its seq is lower. */
+void tl_stream_step_over(tl_stream *s, uint64_t seq, uint64_t checksum);
+
+/* The rest of a segment could not be read (a WAL_CORRUPT that failed rule 1
+ * or 2): the next segment header anchors the stream anew. */
+void tl_stream_reanchor(tl_stream *s);
+
+/* A segment whose header could not be read: it still takes its place in the
+ * index sequence, and the next header anchors the stream anew. */
+void tl_stream_segment_unreadable(tl_stream *s);
+
 enum tl_order {
     TL_ORDER_NEXT = 0, /* seq == expected_seq */
     TL_ORDER_GAP,      /* seq > expected_seq */
