@@ -584,10 +584,10 @@ static void poll_engine(tl_loop *l) {
 
 /* ---- sources ---- */
 
-static void on_ring(tl_loop *l, const tl_ring_ev *ev) {
+static void on_ring(tl_loop *l, const tl_src_ring_ev *ev) {
     tl_finding f;
     switch (ev->type) {
-        case TL_RING_EV_RECORD: {
+        case TL_SRC_RING_RECORD: {
             l->c.records_ring++;
             tl_rec_view v;
             tl_rec_view_native(&v, ev->rec, ev->replay);
@@ -601,7 +601,7 @@ static void on_ring(tl_loop *l, const tl_ring_ev *ev) {
                 lag_sample(l, v.seq);
             break;
         }
-        case TL_RING_EV_LAPPED:
+        case TL_SRC_RING_LAPPED:
             l->c.ring_lapped++;
             tl_finding_init(&f, TL_CHECK_RING_LAPPED);
             f.source = TL_SOURCE_RING;
@@ -609,10 +609,10 @@ static void on_ring(tl_loop *l, const tl_ring_ev *ev) {
             f.seq = tl_loop_last_delivered(l);
             tl_log_emit(&l->log, &f);
             break;
-        case TL_RING_EV_ATTACHED:
+        case TL_SRC_RING_ATTACHED:
             tl_stream_resync(&l->ring, ev->expected_seq);
             break;
-        case TL_RING_EV_CORRUPT:
+        case TL_SRC_RING_CORRUPT:
             tl_finding_init(&f, TL_CHECK_RING_CORRUPT);
             f.source = TL_SOURCE_RING;
             f.rule = TL_RULE_RING;
@@ -836,7 +836,7 @@ uint32_t tl_loop_step(tl_loop *l, uint64_t now_mono_ns, uint64_t now_real_ns) {
     poll_engine(l);
 
     if (l->cfg.ring && l->ops.ring_poll != NULL) {
-        tl_ring_ev ev;
+        tl_src_ring_ev ev;
         for (uint32_t i = 0; i < budget; i++) {
             if (!l->ops.ring_poll(l->ops.ctx, tl_loop_last_delivered(l), &ev))
                 break;

@@ -35,15 +35,15 @@
 
 /* ---- sources ---- */
 
-enum tl_ring_ev_type {
-    TL_RING_EV_NONE = 0, /* nothing committed at the consumer's position */
-    TL_RING_EV_RECORD,   /* a verified record (PADs never come here) */
-    TL_RING_EV_LAPPED,   /* the producer lapped us; the WAL fills the gap */
-    TL_RING_EV_ATTACHED, /* (re)attached: expected_seq is the new E */
-    TL_RING_EV_CORRUPT,  /* RING_CORRUPT; the consumer re-attaches by itself */
+enum tl_src_ring_type {
+    TL_SRC_RING_NONE = 0, /* nothing committed at the consumer's position */
+    TL_SRC_RING_RECORD,   /* a verified record (PADs never come here) */
+    TL_SRC_RING_LAPPED,   /* the producer lapped us; the WAL fills the gap */
+    TL_SRC_RING_ATTACHED, /* (re)attached: expected_seq is the new E */
+    TL_SRC_RING_CORRUPT,  /* RING_CORRUPT; the consumer re-attaches by itself */
 };
 
-typedef struct tl_ring_ev {
+typedef struct tl_src_ring_ev {
     uint8_t type;
     bool replay;           /* RECORD: the REPLAY flag was set (cleared in the copy) */
     uint16_t reason;       /* CORRUPT: enum tl_reason */
@@ -52,7 +52,7 @@ typedef struct tl_ring_ev {
     uint64_t position;     /* ring position of the record or of the fault */
     uint64_t expected_seq; /* RECORD: the E it was judged against; ATTACHED: the new E */
     uint64_t seq;          /* CORRUPT: the seq if it could be read, else 0 */
-} tl_ring_ev;
+} tl_src_ring_ev;
 
 enum tl_wal_ev_type {
     TL_WAL_EV_NONE = 0,
@@ -159,7 +159,7 @@ typedef struct tl_out {
 typedef struct tl_loop_ops {
     void *ctx;
     /* sources; each returns false when nothing is pending */
-    bool (*ring_poll)(void *ctx, uint64_t last_delivered_seq, tl_ring_ev *ev); /* may be NULL */
+    bool (*ring_poll)(void *ctx, uint64_t last_delivered_seq, tl_src_ring_ev *ev); /* may be NULL */
     bool (*wal_poll)(void *ctx, tl_wal_ev *ev);
     bool (*ctl_poll)(void *ctx, tl_ctl_msg *msg);
     void (*engine_status)(void *ctx, tl_engine_status *st); /* may be NULL (no ring) */

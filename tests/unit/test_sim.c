@@ -287,7 +287,7 @@ static void engine_apply_due(sim *s) {
 
 /* ---- the loop's ops ---- */
 
-static bool ring_poll(void *ctx, uint64_t last_delivered, tl_ring_ev *ev) {
+static bool ring_poll(void *ctx, uint64_t last_delivered, tl_src_ring_ev *ev) {
     sim *s = ctx;
     memset(ev, 0, sizeof *ev);
     if (s->down || s->incarnation_pending)
@@ -304,7 +304,7 @@ static bool ring_poll(void *ctx, uint64_t last_delivered, tl_ring_ev *ev) {
         }
         s->ring_attach_pending = false;
         s->ring_attach_e = 0;
-        ev->type = TL_RING_EV_ATTACHED;
+        ev->type = TL_SRC_RING_ATTACHED;
         ev->expected_seq = e;
         s->ring_e = e;
         return true;
@@ -313,7 +313,7 @@ static bool ring_poll(void *ctx, uint64_t last_delivered, tl_ring_ev *ev) {
         uint64_t seq = s->replay_seq;
         s->replay_seq = 0;
         memcpy(s->replay_buf.b, s->wal[seq].b, REC_BYTES);
-        ev->type = TL_RING_EV_RECORD;
+        ev->type = TL_SRC_RING_RECORD;
         ev->rec = s->replay_buf.b;
         ev->replay = true;
         ev->len = tl_rec_hdr_of(ev->rec)->len;
@@ -327,14 +327,14 @@ static bool ring_poll(void *ctx, uint64_t last_delivered, tl_ring_ev *ev) {
         /* The producer lapped us: count it, then re-attach at publish. */
         s->ring_next = s->ring_n - 1;
         s->ring_attach_pending = true;
-        ev->type = TL_RING_EV_LAPPED;
+        ev->type = TL_SRC_RING_LAPPED;
         ev->position = s->ring_next * 128;
         return true;
     }
     uint64_t seq = s->ring_order[s->ring_next++];
     s->ring_seen[seq] = true;
     memcpy(s->ring_copy.b, s->ring[seq].b, REC_BYTES);
-    ev->type = TL_RING_EV_RECORD;
+    ev->type = TL_SRC_RING_RECORD;
     ev->rec = s->ring_copy.b;
     ev->len = tl_rec_hdr_of(ev->rec)->len;
     ev->expected_seq = s->ring_e;
