@@ -31,9 +31,9 @@ typedef struct tl_actuator {
     uint64_t send_failures;
     uint64_t replies;
     /* shared */
-    _Atomic int handoff_fd;        /* control -> loop: a connected socket, or -1 */
-    _Atomic bool want_connect;     /* loop -> control: (re)connect please */
-    _Atomic uint64_t connects;     /* control: successful connects */
+    _Atomic int handoff_fd;    /* control -> loop: a connected socket, or -1 */
+    _Atomic bool want_connect; /* loop -> control: (re)connect please */
+    _Atomic uint64_t connects; /* control: successful connects */
     _Atomic uint64_t connect_errors;
     /* control thread */
     char path[256];

@@ -661,6 +661,8 @@ static void on_wal(tl_loop *l, const tl_wal_ev *ev) {
             tl_log_emit(&l->log, &f);
             if (ev->rule == TL_RULE_FIELDS)
                 tl_stream_step_over(&l->wal, ev->seq, ev->checksum);
+            else if (ev->reason >= TL_REASON_SEG_BASE && ev->reason < TL_REASON_SEGMENT_INDEX)
+                tl_stream_segment_unreadable(&l->wal); /* its header */
             else
                 tl_stream_reanchor(&l->wal); /* the rest of its segment is lost to us */
             break;

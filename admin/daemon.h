@@ -1,0 +1,105 @@
+/* daemon.h: tallyd's parts and how they are wired.
+ *
+ *   main thread     start-up (config, locks, keys, audit recovery, ring
+ *                   attach, WAL tailer, loop), then waits for a signal
+ *   hot loop        one pinned thread: tl_loop_step() over the ring consumer,
+ *                   the io_uring WAL tailer, the control queue and the
+ *                   actuator; never blocks, never allocates (hotloop.c)
+ *   control thread  everything slow: the audit log and its fsyncs, admin
+ *                   (re)connects, the 100 ms ring re-check, the saved
+ *                   position, logging (control.c)
+ *
+ * Two lock-free SPSC queues join them: `out` (loop -> control: findings,
+ * action events) and `ctl` (control -> loop: operator commands, resends,
+ * incarnations). Everything else the threads share is an atomic with its
+ * order argued at the site.
+ */
+#ifndef TL_DAEMON_H
+#define TL_DAEMON_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "admin/actuator.h"
+#include "admin/audit.h"
+#include "admin/config.h"
+#include "core/loop.h"
+#include "io/wal_tail.h"
+#include "shm/ring.h"
+#include "shm/spsc.h"
+
+#define TL_DAEMON_OUT_SLOTS 8192u
+#define TL_DAEMON_CTL_SLOTS 256u
+
+/* A ring object and its consumer, handed from the control thread (which
+ * maps it) to the hot loop (which follows it). */
+typedef struct tl_ring_side {
+    tl_ring_map map;
+    tl_ring_consumer cons;
+    tl_ring_durable_reader durable;
+    bool ready;
+} tl_ring_side;
+
+typedef struct tl_daemon {
+    tl_config cfg;
+    tl_loop_cfg lcfg;
+    char config_path[512];
+
+    /* the loop and its memory */
+    tl_loop *loop;
+    void *loop_mem;
+
+    /* ring: `ring` is the hot loop's; `next_ring` is a new incarnation the
+     * control thread prepared, handed over through `ring_handoff`. */
+    tl_ring_side *ring;
+    tl_ring_side rings[2];
+    _Atomic(tl_ring_side *) ring_handoff;
+    _Atomic(tl_ring_side *) ring_retired; /* the old side, back to the control thread */
+    uint64_t ring_beat_ns;
+    bool consumer_following;
+
+    /* WAL */
+    tl_wal_tail *tail;
+    _Atomic uint64_t saved_seq; /* the tailer's restart position, for the control thread */
+
+    /* sink */
+    tl_actuator act;
+
+    /* queues */
+    tl_spsc out;
+    tl_spsc ctl;
+
+    /* control thread state */
+    tl_audit audit;
+    tl_audit_recovery *recovery;
+    int lock_fd;
+    int engine_lock_fd;
+    uint8_t engine_id[TL_ID_BYTES];
+    uint64_t last_recheck_ns;
+    uint64_t last_position_ns;
+    uint64_t findings_logged;
+
+    /* lifecycle */
+    _Atomic bool stop;
+    _Atomic bool hot_stopped;
+    pthread_t hot_thread;
+    pthread_t control_thread;
+    bool hot_pinned;
+    bool mlocked;
+} tl_daemon;
+
+/* hotloop.c */
+void tl_hot_ops(tl_daemon *d, tl_loop_ops *ops);
+void *tl_hot_main(void *arg);
+
+/* control.c */
+void *tl_control_main(void *arg);
+/* One pass of the control thread's work (also run once more at stop). */
+void tl_control_pass(tl_daemon *d, uint64_t now_mono_ns, uint64_t now_real_ns);
+
+uint64_t tl_now_mono_ns(void);
+uint64_t tl_now_real_ns(void);
+
+#endif

@@ -1,0 +1,268 @@
+/* hotloop.c: tallyd's hot loop thread and the adapters that wire the ring
+ * consumer (shm/), the WAL tailer (io/), the queues and the actuator into
+ * core/loop.c's ops.
+ *
+ * Everything here runs on one pinned thread. It takes no lock, allocates
+ * nothing, and makes no blocking system call: the ring is memory, the tailer
+ * is io_uring, the admin socket is non-blocking, the queues are lock-free.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/assert.h"
+
+uint64_t tl_now_mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t tl_now_real_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the ring ---- */
+
+static uint16_t ring_reason(const tl_ring_event *ev) {
+    switch (ev->reason) {
+        case TL_RING_CORRUPT_CHECKSUM:
+            return TL_REASON_RING_COPY;
+        case TL_RING_CORRUPT_BAD_PAD_LEN:
+        case TL_RING_CORRUPT_BAD_PAD:
+            return TL_REASON_RING_PAD;
+        case TL_RING_CORRUPT_BAD_LEN:
+        case TL_RING_CORRUPT_BAD_POSITION:
+            return TL_REASON_RING_LEN;
+        case TL_RING_CORRUPT_REPLAY_AHEAD:
+            return TL_REASON_REPLAY_FLAG;
+        case TL_RING_CORRUPT_BAD_FIELDS:
+            return (uint16_t)ev->rec_err;
+        default:
+            return TL_REASON_NONE;
+    }
+}
+
+/* A new incarnation the control thread mapped: follow it from now on. */
+static void adopt_ring(tl_daemon *d) {
+    /* acquire: the control thread filled the side (map, consumer, durable
+     * reader) before its release store of the pointer. */
+    tl_ring_side *next = atomic_exchange_explicit(&d->ring_handoff, NULL, memory_order_acquire);
+    if (next == NULL)
+        return;
+    tl_ring_side *old = d->ring;
+    d->ring = next;
+    d->consumer_following = false;
+    /* release: we no longer touch the old side once the control thread sees it. */
+    atomic_store_explicit(&d->ring_retired, old, memory_order_release);
+}
+
+static bool ring_poll(void *ctx, uint64_t last_delivered, tl_src_ring_ev *out) {
+    tl_daemon *d = ctx;
+    tl_ring_side *r = d->ring;
+    if (r == NULL || !r->ready)
+        return false;
+    tl_ring_event ev;
+    /* PADs only move the position: bounded, a PAD is followed by a record
+     * or by nothing. */
+    for (int i = 0; i < 4; i++) {
+        enum tl_ring_ev t = tl_ring_poll(&r->cons, last_delivered, &ev);
+        memset(out, 0, sizeof *out);
+        switch (t) {
+            case TL_RING_EV_NONE:
+                return false;
+            case TL_RING_EV_PAD:
+                continue;
+            case TL_RING_EV_RECORD:
+                out->type = TL_SRC_RING_RECORD;
+                out->rec = ev.rec;
+                out->len = ev.len;
+                out->replay = ev.replay;
+                out->position = ev.position;
+                out->expected_seq = ev.expected;
+                return true;
+            case TL_RING_EV_LAPPED:
+                out->type = TL_SRC_RING_LAPPED;
+                out->position = ev.position;
+                return true;
+            case TL_RING_EV_ATTACHED:
+                out->type = TL_SRC_RING_ATTACHED;
+                out->position = ev.position;
+                out->expected_seq = ev.expected;
+                return true;
+            case TL_RING_EV_CORRUPT:
+                out->type = TL_SRC_RING_CORRUPT;
+                out->position = ev.position;
+                out->seq = ev.seq;
+                out->reason = ring_reason(&ev);
+                return true;
+            default:
+                return false;
+        }
+    }
+    return false;
+}
+
+static void engine_status(void *ctx, tl_engine_status *st) {
+    tl_daemon *d = ctx;
+    memset(st, 0, sizeof *st);
+    tl_ring_side *r = d->ring;
+    if (r == NULL || !r->ready)
+        return;
+    st->attached = true;
+    st->heartbeat_mono_ns = tl_ring_producer_heartbeat(&r->map);
+    tl_ring_durable snap;
+    enum tl_durable_status s = tl_ring_durable_read(&r->durable, r->map.ctl, d->loop->now_ns,
+                                                    (uint32_t)d->cfg.engine_stale_ms, &snap);
+    st->durable_valid = r->durable.have_snap;
+    st->durable_stuck_odd = s == TL_DURABLE_STUCK;
+    st->durable_seq = snap.seq;
+    st->durable_segment_seq = snap.segment_first_seq;
+    st->durable_offset = snap.offset;
+}
+
+static void fast_mode(void *ctx, uint32_t scope, uint8_t mode) {
+    tl_daemon *d = ctx;
+    tl_ring_side *r = d->ring;
+    if (r == NULL || !r->ready)
+        return;
+    /* The loop asks for the word it wants; it only lowers on an applied
+     * relaxation (ring.md), so try the raise, then the lower. */
+    bool changed = false;
+    if (scope == 0) {
+        (void)tl_ring_fast_raise_global(r->map.ctl, mode, &changed);
+        if (!changed)
+            (void)tl_ring_fast_lower_global(r->map.ctl, mode, &changed);
+    } else {
+        (void)tl_ring_fast_raise_symbol(r->map.ctl, scope, mode, &changed);
+        if (!changed)
+            (void)tl_ring_fast_lower_symbol(r->map.ctl, scope, mode, &changed);
+    }
+}
+
+static void fast_withdrawals(void *ctx, bool on) {
+    tl_daemon *d = ctx;
+    tl_ring_side *r = d->ring;
+    if (r == NULL || !r->ready)
+        return;
+    bool changed;
+    if (on)
+        (void)tl_ring_fast_halt_withdrawals(r->map.ctl, &changed);
+    else
+        (void)tl_ring_fast_resume_withdrawals(r->map.ctl, &changed);
+}
+
+/* ---- the WAL ---- */
+
+static bool wal_poll(void *ctx, tl_wal_ev *ev) {
+    tl_daemon *d = ctx;
+    if (d->tail == NULL)
+        return false;
+    const tl_engine_status *st = &d->loop->engine;
+    tl_wal_tail_durable(d->tail, st->attached && st->durable_valid, st->durable_seq,
+                        st->durable_segment_seq, st->durable_offset);
+    bool got = tl_wal_tail_poll(d->tail, ev);
+    /* release: pairs with the control thread's acquire; it persists this
+     * restart position (never beyond the durable seq, wal.md). */
+    atomic_store_explicit(&d->saved_seq, tl_wal_tail_position(d->tail).seq, memory_order_release);
+    if (got && ev->type == TL_WAL_EV_CAUGHT_UP && !d->consumer_following && d->ring != NULL &&
+        d->ring->ready) {
+        d->consumer_following = true;
+        tl_ring_consumer_set_state(&d->ring->map, TL_CONSUMER_FOLLOWING);
+    }
+    return got;
+}
+
+/* ---- the queues ---- */
+
+static bool ctl_poll(void *ctx, tl_ctl_msg *m) {
+    tl_daemon *d = ctx;
+    return tl_spsc_pop(&d->ctl, m);
+}
+
+static bool emit(void *ctx, const tl_out *o) {
+    tl_daemon *d = ctx;
+    return tl_spsc_push(&d->out, o);
+}
+
+/* The loop's ops take one ctx; the actuator's functions want theirs. */
+static int send_adapter(void *ctx, const tl_action *a, uint64_t now_real_ns) {
+    tl_daemon *d = ctx;
+    return tl_actuator_send(&d->act, a, now_real_ns);
+}
+
+static bool reply_adapter(void *ctx, tl_cmd_reply *r) {
+    tl_daemon *d = ctx;
+    return tl_actuator_reply(&d->act, r);
+}
+
+void tl_hot_ops(tl_daemon *d, tl_loop_ops *ops) {
+    memset(ops, 0, sizeof *ops);
+    ops->ctx = d;
+    ops->ring_poll = d->lcfg.ring ? ring_poll : NULL;
+    ops->engine_status = d->lcfg.ring ? engine_status : NULL;
+    ops->wal_poll = wal_poll;
+    ops->ctl_poll = ctl_poll;
+    ops->emit = emit;
+    ops->fast_mode = fast_mode;
+    ops->fast_withdrawals = fast_withdrawals;
+    ops->send = send_adapter;
+    ops->reply_poll = reply_adapter;
+}
+
+static void pin(tl_daemon *d) {
+    if (d->cfg.cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET((int)d->cfg.cpu, &set);
+        d->hot_pinned = sched_setaffinity(0, sizeof set, &set) == 0;
+    }
+    if (d->cfg.mlock)
+        d->mlocked = mlockall(MCL_CURRENT | MCL_FUTURE) == 0;
+}
+
+/* backoff: spin, then yield, then sleep up to 50 us (behavior.md). */
+static void idle(bool spin, uint32_t *idle_rounds) {
+    (*idle_rounds)++;
+    if (spin || *idle_rounds < 64) {
+        __builtin_ia32_pause();
+        return;
+    }
+    if (*idle_rounds < 128) {
+        sched_yield();
+        return;
+    }
+    struct timespec ts = {0, *idle_rounds < 256 ? 10000 : 50000};
+    nanosleep(&ts, NULL);
+}
+
+void *tl_hot_main(void *arg) {
+    tl_daemon *d = arg;
+    pin(d);
+    bool spin = strcmp(d->cfg.idle, "spin") == 0;
+    uint32_t idle_rounds = 0;
+    uint64_t beat_ns = d->cfg.deadman_beat_ms * 1000000ull / 2;
+    /* Relaxed: a stop flag; nothing is published with it. */
+    while (!atomic_load_explicit(&d->stop, memory_order_relaxed)) {
+        uint64_t now = tl_now_mono_ns();
+        adopt_ring(d);
+        if (d->ring != NULL && d->ring->ready && now - d->ring_beat_ns >= beat_ns) {
+            tl_ring_consumer_beat(&d->ring->map, now);
+            d->ring_beat_ns = now;
+        }
+        uint32_t work = tl_loop_step(d->loop, now, tl_now_real_ns());
+        if (work != 0)
+            idle_rounds = 0;
+        else
+            idle(spin, &idle_rounds);
+    }
+    atomic_store_explicit(&d->hot_stopped, true, memory_order_release);
+    return NULL;
+}
