@@ -249,6 +249,13 @@ void *tl_hot_main(void *arg) {
     bool spin = strcmp(d->cfg.idle, "spin") == 0;
     uint32_t idle_rounds = 0;
     uint64_t beat_ns = d->cfg.deadman_beat_ms * 1000000ull / 2;
+    /* tally_loop_iteration_seconds: one iteration in 64 is timed (two clock
+     * reads cost ~40 ns; timing them all would be a tax on every step). */
+    tl_out stats;
+    memset(&stats, 0, sizeof stats);
+    stats.type = TL_OUT_STATS;
+    uint64_t next_stats_ns = 0;
+    uint64_t iter = 0;
     /* Relaxed: a stop flag; nothing is published with it. */
     while (!atomic_load_explicit(&d->stop, memory_order_relaxed)) {
         uint64_t now = tl_now_mono_ns();
@@ -258,6 +265,26 @@ void *tl_hot_main(void *arg) {
             d->ring_beat_ns = now;
         }
         uint32_t work = tl_loop_step(d->loop, now, tl_now_real_ns());
+        if ((++iter & 63u) == 0) {
+            uint64_t took = tl_now_mono_ns() - now;
+            uint32_t b = 0;
+            while (b + 1 < TL_LOOP_HIST_BUCKETS && took >= (64ull << b))
+                b++;
+            stats.u.stats.iter_hist[b]++;
+            stats.u.stats.iter_sum_ns += took;
+            stats.u.stats.iter_samples++;
+        }
+        if (now >= next_stats_ns) {
+            next_stats_ns = now + 100000000ull;
+            uint64_t hist[TL_LOOP_HIST_BUCKETS];
+            memcpy(hist, stats.u.stats.iter_hist, sizeof hist);
+            uint64_t sum = stats.u.stats.iter_sum_ns, samples = stats.u.stats.iter_samples;
+            tl_loop_stats_snapshot(d->loop, &stats.u.stats);
+            memcpy(stats.u.stats.iter_hist, hist, sizeof hist);
+            stats.u.stats.iter_sum_ns = sum;
+            stats.u.stats.iter_samples = samples;
+            (void)tl_spsc_push(&d->out, &stats); /* a full queue skips one snapshot */
+        }
         if (work != 0)
             idle_rounds = 0;
         else

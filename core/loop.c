@@ -85,6 +85,29 @@ uint64_t tl_loop_fence(const tl_loop *l) {
     return f;
 }
 
+void tl_loop_stats_snapshot(const tl_loop *l, tl_loop_stats *o) {
+    memset(o, 0, sizeof *o);
+    o->c = l->c;
+    o->now_ns = l->now_ns;
+    o->dup_total = l->log.dup_total;
+    o->replay_old_total = l->log.replay_old_total;
+    o->uncompared_total = l->log.uncompared_total;
+    o->engine_seq = tl_loop_last_delivered(l);
+    o->wal_seq = l->wal.anchored ? l->wal.expected_seq - 1 : 0;
+    o->durable_seq = l->durable_seq;
+    o->fence = tl_loop_fence(l);
+    o->heartbeat_mono_ns = l->engine.heartbeat_mono_ns;
+    o->inflight = l->inflight_count;
+    o->backlog = l->backlog_count;
+    o->engine_stale = l->engine_stale;
+    o->engine_attached = l->engine.attached;
+    o->stage_action = l->policy.cfg.action;
+    o->dry_run = l->policy.cfg.dry_run;
+    o->armed = l->policy.cfg.armed;
+    o->global_mode = l->syms.global_mode;
+    o->withdrawals_halted = l->syms.withdrawals_halted;
+}
+
 /* ---- out to the control thread ---- */
 
 static bool backlog_push(tl_loop *l, const tl_out *o) {

@@ -127,6 +127,7 @@ enum tl_out_type {
     TL_OUT_MODE_SEEN, /* a MODE_CHANGE not matched to a pending action */
     TL_OUT_BUNDLE,    /* the action table asks for a forensic bundle */
     TL_OUT_RECONNECT, /* the admin connection failed: reconnect with backoff */
+    TL_OUT_STATS,     /* a periodic snapshot of the loop's counters (tallyd's hot thread) */
 };
 
 typedef struct tl_mode_seen {
@@ -146,6 +147,54 @@ typedef struct tl_bundle_req {
     uint64_t to_seq;
 } tl_bundle_req;
 
+typedef struct tl_loop_counters {
+    uint64_t records_ring;
+    uint64_t records_wal;
+    uint64_t findings[TL_CHECK_COUNT];
+    uint64_t actions_planned;
+    uint64_t actions_blocked[TL_BLOCK_COUNT];
+    uint64_t actions_executed;
+    uint64_t actions_applied;
+    uint64_t actions_failed;
+    uint64_t actions_coalesced;
+    uint64_t sends;
+    uint64_t send_retries;
+    uint64_t ring_lapped;
+    uint64_t ring_undurable_dropped;
+    uint64_t out_backlogged;
+    uint64_t out_dropped_info; /* info findings only counted when the queue was full */
+    uint64_t iterations;
+} tl_loop_counters;
+
+#define TL_LOOP_HIST_BUCKETS 24u /* bucket i: iteration time < 64 ns << i */
+
+/* What the control thread's metrics are built from, sent every 100 ms. */
+typedef struct tl_loop_stats {
+    tl_loop_counters c;
+    uint64_t now_ns;
+    uint64_t dup_total;
+    uint64_t replay_old_total;
+    uint64_t uncompared_total;
+    uint64_t engine_seq;  /* highest seq read in order (ring or WAL) */
+    uint64_t wal_seq;     /* highest seq the WAL stream read in order */
+    uint64_t durable_seq; /* wal_durable_seq as last read */
+    uint64_t fence;
+    uint64_t heartbeat_mono_ns;
+    uint64_t inflight;
+    uint64_t backlog;
+    uint8_t engine_stale;
+    uint8_t engine_attached;
+    uint8_t stage_action;
+    uint8_t dry_run;
+    uint8_t armed;
+    uint8_t global_mode;
+    uint8_t withdrawals_halted;
+    /* sampled by the shell around tl_loop_step */
+    uint64_t iter_hist[TL_LOOP_HIST_BUCKETS];
+    uint64_t iter_sum_ns;
+    uint64_t iter_samples;
+} tl_loop_stats;
+
 typedef struct tl_out {
     uint8_t type; /* enum tl_out_type */
     union {
@@ -153,6 +202,7 @@ typedef struct tl_out {
         tl_action action;
         tl_mode_seen mode;
         tl_bundle_req bundle;
+        tl_loop_stats stats;
     } u;
 } tl_out;
 
@@ -210,25 +260,6 @@ typedef struct tl_wal_lag_sample {
 } tl_wal_lag_sample;
 
 #define TL_LAG_SAMPLES 4096u
-
-typedef struct tl_loop_counters {
-    uint64_t records_ring;
-    uint64_t records_wal;
-    uint64_t findings[TL_CHECK_COUNT];
-    uint64_t actions_planned;
-    uint64_t actions_blocked[TL_BLOCK_COUNT];
-    uint64_t actions_executed;
-    uint64_t actions_applied;
-    uint64_t actions_failed;
-    uint64_t actions_coalesced;
-    uint64_t sends;
-    uint64_t send_retries;
-    uint64_t ring_lapped;
-    uint64_t ring_undurable_dropped;
-    uint64_t out_backlogged;
-    uint64_t out_dropped_info; /* info findings only counted when the queue was full */
-    uint64_t iterations;
-} tl_loop_counters;
 
 typedef struct tl_loop {
     tl_loop_cfg cfg;
@@ -293,5 +324,8 @@ uint64_t tl_loop_last_delivered(const tl_loop *l);
 
 /* The fence the engine last wrote with, as far as the loop has read. */
 uint64_t tl_loop_fence(const tl_loop *l);
+
+/* A snapshot of the counters (the shell adds its iteration histogram). */
+void tl_loop_stats_snapshot(const tl_loop *l, tl_loop_stats *out);
 
 #endif
