@@ -7,6 +7,7 @@
 
 #include "assert.h"
 #include "segment.h"
+#include "xwal1.h"
 
 #define D TL_CLASS_DELAY
 #define U TL_CLASS_DUP
@@ -117,6 +118,8 @@ void tl_finding_init(tl_finding *f, enum tl_check check) {
 }
 
 const char *tl_reason_name(unsigned reason) {
+    if (reason >= TL_REASON_XWAL1_BASE && reason < TL_REASON_XWAL1_BASE + 64u)
+        return tl_xwal1_err_name((enum tl_xwal1_err)(reason - TL_REASON_XWAL1_BASE));
     if (reason < TL_REASON_SEG_BASE)
         return tl_rec_err_name((enum tl_rec_err)reason);
     if (reason < TL_REASON_SEGMENT_INDEX)

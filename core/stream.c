@@ -382,6 +382,7 @@ tl_stream_result tl_stream_record(tl_stream *s, const tl_rec_view *r, const tl_l
     /* Rule 4: seq. For xwal1 a record is in order when its first event seq is
      * above the previous record's seq; gaps between records are by design. */
     uint64_t lead = xwal1 ? first_seq_of(r) : r->seq;
+    bool overlap = false;
     if (r->seq < s->expected_seq) {
         res.order = TL_ORDER_LOWER;
     } else if (lead == s->expected_seq || (xwal1 && lead > s->expected_seq)) {
@@ -390,8 +391,10 @@ tl_stream_result tl_stream_record(tl_stream *s, const tl_rec_view *r, const tl_l
         res.order = TL_ORDER_GAP;
     } else {
         /* xwal1: the record's events overlap seqs already used (first event
-         * <= previous seq < this seq). The per-event comparison names it. */
+         * <= previous seq < this seq). The per-event comparison names a
+         * conflict; without one it is still out of order (below). */
         res.order = TL_ORDER_NEXT;
+        overlap = true;
     }
 
     if (res.order == TL_ORDER_LOWER) {
@@ -422,6 +425,14 @@ tl_stream_result tl_stream_record(tl_stream *s, const tl_rec_view *r, const tl_l
             f.seq2 = s->expected_seq;
             tl_log_emit(log, &f);
             res.seen = evicted ? TL_SEEN_UNCOMPARED : compare_all(s, r, loc, true, &fence_back);
+            /* A stale writer's record is a distinct fact from its seq: in
+             * xwal1 the fence in force is what it regresses against. */
+            if (xwal1 && s->fence_known && r->fence < s->fence) {
+                finding_for(s, &f, TL_CHECK_FENCE_REGRESSION, r, loc, TL_RULE_FENCE);
+                f.reason = TL_REASON_FENCE_DROP;
+                f.fence2 = s->fence;
+                tl_log_emit(log, &f);
+            }
             return res;
         }
         res.seen = (uint8_t)compare_all(s, r, loc, true, &fence_back);
@@ -452,6 +463,15 @@ tl_stream_result tl_stream_record(tl_stream *s, const tl_rec_view *r, const tl_l
         tl_log_emit(log, &f);
     }
     tl_win_entry *e = tl_window_find(&log->win, r->seq);
+    if (overlap && res.seen != TL_SEEN_CONFLICT) {
+        /* wal.md: each record's first event seq is above the previous
+         * record's seq. Nothing to compare the overlap with. */
+        finding_for(s, &f, TL_CHECK_SEQ_REGRESSION, r, loc, TL_RULE_SEQ);
+        f.reason = TL_REASON_LOWER_UNSEEN;
+        f.seq = lead;
+        f.seq2 = s->expected_seq;
+        tl_log_emit(log, &f);
+    }
 
     if (res.order == TL_ORDER_GAP) {
         s->gap_records_total += r->seq - s->expected_seq;

@@ -39,7 +39,7 @@ enum tl_dialect {
     TL_DIALECT_XWAL1 = 1,   /* quanta trading core */
 };
 
-#define TL_XWAL1_MAX_EVENTS 64u
+#define TL_XWAL1_MAX_EVENTS 1024u /* a capacity limit: more is too_many_events */
 
 /* A record as every check sees it, whatever its dialect. */
 typedef struct tl_rec_view {

@@ -170,6 +170,11 @@ static uint64_t real_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The writer's own stamps: the real clock, or the test hook's fixed value. */
+static uint64_t writer_real_ns(const tl_wal *w) {
+    return w->cfg.fixed_real_ns != 0 ? w->cfg.fixed_real_ns : real_ns();
+}
+
 static int pwrite_full(int fd, const uint8_t *buf, size_t n, uint64_t off) {
     size_t put = 0;
     while (put < n) {
@@ -394,7 +399,7 @@ static enum tl_wal_err create_segment(tl_wal *w, const seg_marker *m, int *fd_ou
     h.prev_checksum = m->prev_checksum;
     h.fence = m->fence;
     memcpy(h.engine_id, w->cfg.engine_id, TL_ID_BYTES);
-    h.created_ns = real_ns();
+    h.created_ns = writer_real_ns(w);
     h.segment_size = m->segment_bytes;
     memcpy(h.leader_id, m->leader_id, TL_ID_BYTES);
     tl_seg_hdr_seal(&h);
@@ -473,7 +478,10 @@ static enum tl_wal_err flush_run(tl_wal *w, run *r, uint64_t pos_after) {
         const uint8_t *src = w->staging + (r->ring_pos & w->mask);
         if (pwrite_full(w->c.fd, src, r->bytes, r->file_off) != 0)
             return io_failed(w, "pwrite");
-        w->c.written_seq = r->last_seq;
+        /* max: only a fault's lower seq (tl_wal_append_raw) can come after a
+         * higher one; durable_seq never goes back. */
+        if (r->last_seq > w->c.written_seq)
+            w->c.written_seq = r->last_seq;
         w->c.written_seg = w->c.seg_first_seq;
         w->c.written_off = r->file_off + r->bytes;
         if (w->c.unsynced_bytes == 0)
@@ -507,7 +515,8 @@ static enum tl_wal_err apply_fault(tl_wal *w, int kind, uint32_t arg, const uint
     if (pwrite_full(w->c.fd, w->c.scratch, len, off) != 0)
         return io_failed(w, "pwrite");
     const tl_rec_hdr *h = tl_rec_hdr_of(p);
-    w->c.written_seq = h->seq;
+    if (h->seq > w->c.written_seq)
+        w->c.written_seq = h->seq;
     w->c.written_seg = w->c.seg_first_seq;
     w->c.written_off = off + len;
     if (w->c.unsynced_bytes == 0)
@@ -572,7 +581,8 @@ static enum tl_wal_err consumer_drain(tl_wal *w) {
         }
         r.bytes += h->len;
         r.records++;
-        r.last_seq = h->seq;
+        if (h->seq > r.last_seq)
+            r.last_seq = h->seq;
         w->c.seg_off += h->len;
         pos += h->len;
         /* A run is contiguous in memory too: it ends at the ring's end (an
@@ -1001,6 +1011,53 @@ enum tl_wal_err tl_wal_append_record(tl_wal *w, const uint8_t *rec, uint32_t len
     return after_append(w);
 }
 
+enum tl_wal_err tl_wal_append_raw(tl_wal *w, const uint8_t *rec, uint32_t len,
+                                  tl_wal_appended *out) {
+    enum tl_wal_err rc = check_usable(w);
+    if (rc != TL_WAL_OK)
+        return rc;
+    if (len < TL_REC_HDR_BYTES || len > TL_REC_MAX_BYTES || (len & 7u) != 0)
+        return TL_WAL_ERR_RECORD;
+    uint8_t *s = w->p.scratch;
+    memcpy(s, rec, len);
+    bool replay = false;
+    if (tl_rec_verify(s, len, TL_WHERE_WAL, &replay) != TL_REC_OK || tl_rec_hdr_of(s)->len != len)
+        return TL_WAL_ERR_RECORD;
+    const tl_rec_hdr *h = tl_rec_hdr_of(s);
+    if (h->kind == TL_KIND_LEADER_CHANGE)
+        return TL_WAL_ERR_KIND;
+    /* No openers: they would take seqs from next_seq, which the fault may
+     * have just skipped or be about to reuse. */
+    rc = place(w, len, false, h->ts_ns);
+    uint8_t *dst = NULL;
+    if (rc == TL_WAL_OK)
+        rc = reserve(w, len, &dst);
+    if (rc != TL_WAL_OK) {
+        publish(w);
+        return rc;
+    }
+    memcpy(dst, s, len);
+    if (out != NULL) {
+        *out = (tl_wal_appended){.seq = h->seq,
+                                 .checksum = h->checksum,
+                                 .segment_first_seq = w->p.seg_first_seq,
+                                 .offset = w->p.seg_off,
+                                 .rec = dst,
+                                 .len = len};
+    }
+    w->p.head += len;
+    w->p.seg_off += len;
+    if (h->seq >= w->p.next_seq) {
+        w->p.next_seq = h->seq + 1;
+        w->p.last_checksum = h->checksum;
+    }
+    if (h->fence > w->p.fence)
+        w->p.fence = h->fence;
+    if (w->ops.on_record != NULL)
+        w->ops.on_record(w->ops.ctx, dst, len);
+    return after_append(w);
+}
+
 enum tl_wal_err tl_wal_roll(tl_wal *w) {
     enum tl_wal_err rc = check_usable(w);
     if (rc != TL_WAL_OK)
@@ -1221,7 +1278,7 @@ static enum tl_wal_err recover(tl_wal *w, tl_wal_recovered *rec) {
         return rc;
     }
     rec->segments = w->list.count;
-    uint64_t now = real_ns();
+    uint64_t now = writer_real_ns(w);
     if (w->list.count == 0) {
         /* A new log: segment 0 at seq 1, parent 0, the initial fence. */
         rec->new_log = true;

@@ -115,6 +115,12 @@ typedef struct tl_wal_config {
     bool recovery_full_scan;                /* open verifies every segment (else the last two) */
     uint64_t recovery_window;               /* reader window at open (power of two) */
     uint32_t dir_max_entries;               /* 0 = TL_WAL_DIR_DEFAULT_MAX */
+    /* Test hook (determinism, for the engine simulator's --fixed-clock):
+     * nonzero replaces CLOCK_REALTIME in the stamps the writer makes itself
+     * (segment headers' created_ns, openers written inside tl_wal_open), so
+     * two seeded runs give byte-identical segments. 0 (the default): the
+     * real clock. Never set it in production. */
+    uint64_t fixed_real_ns;
 } tl_wal_config;
 
 /* Fills the defaults above; dir and engine_id are the caller's. */
@@ -226,5 +232,24 @@ enum tl_wal_fault_kind {
 /* Arms one fault for a seq not yet appended. Producer thread. */
 enum tl_wal_err tl_wal_fault_arm(tl_wal *w, enum tl_wal_fault_kind kind, uint64_t seq,
                                  uint32_t arg);
+
+/* FAULT INJECTION ONLY (tests, the engine simulator's --fault flags): it
+ * writes exactly the records tally exists to catch. Never in production.
+ *
+ * Appends a prebuilt record byte for byte, like tl_wal_append_record, but
+ * without its chain checks: any seq, parent and fence. The record must be
+ * well formed (rules 1-3 for the WAL: length, checksum, field rules; a
+ * LEADER_CHANGE is not accepted here). Then the writer follows it:
+ *   - a seq at or above the next seq: next_seq = seq + 1, last_checksum =
+ *     its checksum (a gap, a broken parent, the first half of a reorder);
+ *   - a lower seq (the second half of a reorder, a replay) leaves the chain
+ *     where it was, as a reader's expected_* stay (wal.md rule 4);
+ *   - the fence in force becomes max(fence in force, its fence), so a raised
+ *     fence stays (FENCE_UNANNOUNCED) and a lowered one does not
+ *     (FENCE_REGRESSION).
+ * It never starts a segment with openers: they would take the seqs the
+ * fault is about. on_record sees it like any record. Producer thread. */
+enum tl_wal_err tl_wal_append_raw(tl_wal *w, const uint8_t *rec, uint32_t len,
+                                  tl_wal_appended *out);
 
 #endif

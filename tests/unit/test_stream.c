@@ -390,6 +390,43 @@ static void test_xwal1_events(void **state) {
     free(mem);
 }
 
+/* xwal1: a record whose first event seq is not above the previous record's
+ * seq (an overlap with nothing to compare), and a stale writer's record
+ * whose seqs were never used: both named. */
+static void test_xwal1_overlap_and_stale_unseen(void **state) {
+    fixture *x = *state;
+    void *mem = tu_aligned(64, tl_window_bytes(WIN));
+    tl_log log;
+    tl_log_init(&log, TL_DIALECT_XWAL1, mem, WIN, (tl_sink){collect, x});
+    tl_stream s;
+    tl_stream_init(&s, &log, TL_SOURCE_WAL);
+    uint64_t ev10[] = {8, 9, 10}, ev14[] = {7, 14}, ev5[] = {4, 5};
+    struct {
+        const uint64_t *ev;
+        uint32_t n;
+        uint64_t fence;
+        uint64_t checksum;
+    } recs[] = {{ev10, 3, 2, 0x10}, {ev14, 2, 2, 0x14}, {ev5, 2, 1, 0x05}};
+    for (size_t i = 0; i < 3; i++) {
+        tl_rec_view v = {0};
+        v.checksum = recs[i].checksum;
+        v.seq = recs[i].ev[recs[i].n - 1];
+        v.fence = recs[i].fence;
+        v.kind = TL_KIND_CHECKPOINT;
+        v.symbol = 1;
+        v.event_seqs = recs[i].ev;
+        v.n_events = recs[i].n;
+        tl_loc loc = {1, 100 * i};
+        tl_stream_record(&s, &v, &loc);
+    }
+    assert_int_equal(x->nf, 3);
+    assert_int_equal(x->f[0].check, TL_CHECK_SEQ_REGRESSION); /* 14 overlaps with event 7 */
+    assert_int_equal(x->f[0].seq, 7);
+    assert_int_equal(x->f[1].check, TL_CHECK_SEQ_REGRESSION); /* record 5: lower, unseen */
+    assert_int_equal(x->f[2].check, TL_CHECK_FENCE_REGRESSION); /* ... by a stale writer */
+    free(mem);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_clean_both_sources, setup, teardown),
@@ -407,6 +444,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_resync_learns_from_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segment_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xwal1_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xwal1_overlap_and_stale_unseen, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
