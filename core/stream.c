@@ -68,6 +68,7 @@ void tl_stream_resync(tl_stream *s, uint64_t expected_seq) {
     TL_ASSERT(expected_seq != 0);
     s->anchored = true;
     s->expected_seq = expected_seq;
+    s->resync_seq = expected_seq;
     const tl_win_entry *prev = tl_window_find(&s->log->win, expected_seq - 1);
     s->parent_known = prev != NULL;
     s->fence_known = prev != NULL;
@@ -407,6 +408,13 @@ tl_stream_result tl_stream_record(tl_stream *s, const tl_rec_view *r, const tl_l
         for (uint32_t i = 0; i < (r->n_events ? r->n_events : 1); i++) {
             if (tl_window_find(&log->win, r->n_events ? r->event_seqs[i] : r->seq) != NULL)
                 held = true;
+        }
+        if (!held && !evicted && s->source == TL_SOURCE_RING && r->seq < s->resync_seq) {
+            /* ring.md: after an attach at E, ring records below E arrive as
+             * lower seqs. One the WAL has not delivered yet is kept, as the
+             * first copy, for the WAL's copy to be compared with. */
+            res.seen = (uint8_t)compare_all(s, r, loc, true, &fence_back);
+            return res;
         }
         if (!held) {
             if (r->replay) {

@@ -104,6 +104,7 @@ typedef struct tl_stream {
     uint64_t fence;
     uint8_t leader_id[TL_ID_BYTES];
     uint64_t segment_index;
+    uint64_t resync_seq; /* the E of the last (re)attach: lower seqs below it are backlog */
     /* counters */
     uint64_t records_total;
     uint64_t lower_total;

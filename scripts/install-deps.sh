@@ -9,7 +9,7 @@ pkgs=(
   libcmocka-dev libmicrohttpd-dev libarchive-dev zlib1g-dev libzstd-dev libpcap-dev
   clang libclang-rt-14-dev clang-format
   etcd-server prometheus
-  iproute2 zstd openssl curl gnuplot-nox procps util-linux
+  iproute2 zstd openssl curl gnuplot-nox procps util-linux python3
 )
 
 missing=()

@@ -324,8 +324,10 @@ static bool ring_poll(void *ctx, uint64_t last_delivered, tl_src_ring_ev *ev) {
     if (s->ring_next >= s->ring_n)
         return false;
     if (s->ring_n - s->ring_next > RING_CAP) {
-        /* The producer lapped us: count it, then re-attach at publish. */
-        s->ring_next = s->ring_n - 1;
+        /* The producer lapped us: count it, then re-attach at publish, a
+         * hint that may lag the newest commit by up to 64 records. */
+        uint64_t lag = below(s, 48);
+        s->ring_next = s->ring_n - 1 - (lag < s->ring_n - 1 ? lag : 0);
         s->ring_attach_pending = true;
         ev->type = TL_SRC_RING_LAPPED;
         ev->position = s->ring_next * 128;
