@@ -161,3 +161,35 @@ void tl_actuator_control_tick(tl_actuator *x, uint64_t now_mono_ns) {
     /* release: the connected socket is complete before the loop adopts it. */
     atomic_store_explicit(&x->handoff_fd, tl_admin_client_fd(&tmp), memory_order_release);
 }
+
+void tl_actuator_warm(tl_actuator *x, uint64_t now_real_ns, bool ping) {
+    adopt(x);
+    tl_action a;
+    memset(&a, 0, sizeof a);
+    memset(a.id, 0x5a, sizeof a.id);
+    a.cmd = TL_CMD_SET_SYMBOL_MODE;
+    a.mode = TL_MODE_HARD_HALT;
+    a.from_mode = TL_FROM_MODE_NONE;
+    strcpy(a.symbol_name, "*");
+    strcpy(a.reason, "split_brain:fork seq=18446744073709551615");
+    strcpy(a.ticket, "INC-20261122-0001");
+    tl_admin_request req;
+    if (!tl_actuator_request(&a, now_real_ns, &req))
+        return;
+    size_t len = 0;
+    (void)tl_admin_request_build(&req, &x->sidecar, x->warm_line, sizeof x->warm_line, &len);
+    if (!ping || !tl_admin_client_connected(&x->client))
+        return;
+    /* A ping keeps the kernel's send path and the engine's read path warm;
+     * its reply matches no action and is dropped. */
+    memset(&req, 0, sizeof req);
+    uint64_t n = ++x->pings;
+    memcpy(req.id, "tallyping", 9);
+    memcpy(req.id + 8, &n, 8);
+    req.cmd = TL_ADMIN_CMD_PING;
+    req.key = TL_ADMIN_KEY_SIDECAR;
+    req.issued_ns = now_real_ns;
+    enum tl_admin_err e = tl_admin_client_send(&x->client, &req, &x->sidecar);
+    if (e == TL_ADMIN_ERR_CONN_CLOSED || e == TL_ADMIN_ERR_IO)
+        broke(x);
+}

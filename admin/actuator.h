@@ -30,6 +30,8 @@ typedef struct tl_actuator {
     uint64_t sends;
     uint64_t send_failures;
     uint64_t replies;
+    uint64_t pings;
+    char warm_line[TL_ADMIN_LINE_MAX];
     /* shared */
     _Atomic int handoff_fd;    /* control -> loop: a connected socket, or -1 */
     _Atomic bool want_connect; /* loop -> control: (re)connect please */
@@ -48,6 +50,10 @@ void tl_actuator_init(tl_actuator *x, const char *socket_path, const tl_admin_ke
 /* The loop's ops (ctx = the actuator). */
 int tl_actuator_send(void *ctx, const tl_action *a, uint64_t now_real_ns);
 bool tl_actuator_reply(void *ctx, tl_cmd_reply *r);
+
+/* Hot loop, when idle: builds and signs a HARD_HALT line (not sent) so the
+ * halt path stays in cache, and with `ping` sends an admin ping. */
+void tl_actuator_warm(tl_actuator *x, uint64_t now_real_ns, bool ping);
 
 /* Control thread: connect when the loop asks (or at start), with backoff.
  * Never blocks: a Unix socket connects at once or fails. */

@@ -439,7 +439,8 @@ int tl_audit_action(tl_audit *a, const tl_action *act, const char *error_name,
         if (act->applied_ns > act->detect_ns && act->detect_ns != 0)
             tl_jw_u64s(&w, "detect_to_applied_ns", act->applied_ns - act->detect_ns);
     }
-    if (act->state == TL_ACT_EXECUTED && act->sent_ns > act->detect_ns && act->detect_ns != 0)
+    if (act->state == TL_ACT_EXECUTED && act->sent_ns >= act->detect_ns && act->detect_ns != 0 &&
+        act->sent_ns != 0)
         tl_jw_u64s(&w, "detect_to_send_ns", act->sent_ns - act->detect_ns);
     return tl_audit_append(a, &w, tl_action_state_name(act->state), now_real_ns);
 }

@@ -16,6 +16,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,7 +101,7 @@ static void on_out(tl_daemon *d, const tl_out *o, uint64_t now_real) {
         }
         case TL_OUT_MODE_SEEN: {
             const tl_mode_seen *m = &o->u.mode;
-            if (!m->ours || id_known(d, m->command_id))
+            if (!m->ours || m->matched || id_known(d, m->command_id))
                 break;
             /* A command of ours applied but never audited (tally died
              * between the send and the fsync): the WAL is the trace. */
@@ -340,12 +341,111 @@ static void save_position(tl_daemon *d) {
     }
 }
 
+/* ---- peer counters (peer.md: persisted from time to time) ---- */
+
+/* <state_dir>/peer_counters, one line each:
+ *   self <the counter our next start must stay above>
+ *   <node_id hex> <the last counter accepted from that node>
+ * Our own is stored with one second of headroom (1e9): our counter tracks
+ * CLOCK_REALTIME ns, so after a crash max(persisted + 1, clock) is above
+ * every counter sent, even when the clock stepped back by up to the
+ * headroom. Replaced atomically (tmp, fdatasync, rename). */
+#define PEER_SELF_HEADROOM 1000000000ull
+
+int tl_peer_counters_load(const tl_daemon *d, uint64_t out[TL_PEER_NODES_MAX + 1]) {
+    memset(out, 0, (TL_PEER_NODES_MAX + 1) * sizeof out[0]);
+    char path[600];
+    snprintf(path, sizeof path, "%s/peer_counters", d->cfg.state_dir);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return errno == ENOENT ? 0 : -1;
+    char line[128];
+    /* Bounded: one line per node and ours; more is ignored. */
+    for (unsigned i = 0; i < 4 * TL_PEER_NODES_MAX && fgets(line, sizeof line, f) != NULL; i++) {
+        char name[40];
+        unsigned long long v;
+        if (sscanf(line, "%39s %llu", name, &v) != 2)
+            continue;
+        if (strcmp(name, "self") == 0) {
+            out[TL_PEER_NODES_MAX] = v;
+            continue;
+        }
+        uint8_t id[TL_ID_BYTES];
+        if (!tl_admin_parse_id(name, strlen(name), id))
+            continue;
+        for (uint32_t k = 0; k < d->cfg.peer_count; k++)
+            if (memcmp(d->cfg.peers[k].node_id, id, TL_ID_BYTES) == 0)
+                out[k] = v;
+    }
+    fclose(f);
+    return 0;
+}
+
+void tl_peer_counters_save(tl_daemon *d) {
+    if (d->peer_udp == NULL || d->loop == NULL)
+        return;
+    uint32_t n = d->lcfg.peer.node_count;
+    uint64_t now[TL_PEER_NODES_MAX + 1];
+    bool changed = false;
+    for (uint32_t i = 0; i < n; i++) {
+        /* acquire: pairs with the loop's release; the value is whole. */
+        now[i] = atomic_load_explicit(&d->loop->peer.nodes[i].counter_pub, memory_order_acquire);
+        changed |= now[i] > d->peer_saved[i];
+    }
+    uint64_t sent = atomic_load_explicit(&d->loop->peer.send_counter_pub, memory_order_acquire);
+    uint64_t self = d->peer_saved[TL_PEER_NODES_MAX];
+    if (sent != 0 && sent + PEER_SELF_HEADROOM > self) {
+        self = sent + PEER_SELF_HEADROOM;
+        changed = true;
+    }
+    if (!changed)
+        return;
+    char tmp[600], path[600], buf[64 * (TL_PEER_NODES_MAX + 1)];
+    snprintf(path, sizeof path, "%s/peer_counters", d->cfg.state_dir);
+    snprintf(tmp, sizeof tmp, "%s/peer_counters.tmp", d->cfg.state_dir);
+    size_t len = (size_t)snprintf(buf, sizeof buf, "self %llu\n", (unsigned long long)self);
+    for (uint32_t i = 0; i < n; i++) {
+        char hex[33];
+        tl_admin_format_id(d->cfg.peers[i].node_id, hex);
+        hex[32] = '\0';
+        uint64_t v = now[i] > d->peer_saved[i] ? now[i] : d->peer_saved[i];
+        len +=
+            (size_t)snprintf(buf + len, sizeof buf - len, "%s %llu\n", hex, (unsigned long long)v);
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    size_t off = 0;
+    bool ok = true;
+    while (ok && off < len) {
+        ssize_t w = write(fd, buf + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ok = w > 0;
+        off += w > 0 ? (size_t)w : 0;
+    }
+    ok = ok && fdatasync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0)
+        return; /* tried again at the next pass */
+    for (uint32_t i = 0; i < n; i++)
+        if (now[i] > d->peer_saved[i])
+            d->peer_saved[i] = now[i];
+    d->peer_saved[TL_PEER_NODES_MAX] = self;
+}
+
 void tl_control_pass(tl_daemon *d, uint64_t now, uint64_t now_real) {
     tl_out o;
-    for (int i = 0; i < 4096 && tl_spsc_pop(&d->out, &o); i++)
+    for (int i = 0; i < 4096 && tl_spsc_pop(&d->out, &o); i++) {
         on_out(d, &o, now_real);
+        if (d->api != NULL)
+            tl_api_on_out(d->api, &o, now, now_real);
+    }
+    if (d->api != NULL)
+        tl_api_pass(d->api, now, now_real); /* HTTP, canary, reconcile results */
     tl_audit_tick(&d->audit, now, d->cfg.audit_max_delay_ms);
     tl_actuator_control_tick(&d->act, now);
+    tl_ledger_poll_pass(d->ledger, now); /* never blocks: curl multi */
     if (d->lcfg.ring) {
         ring_attach_step(d, now);
         if (now - d->last_recheck_ns >= 100000000ull) {
@@ -358,10 +458,24 @@ void tl_control_pass(tl_daemon *d, uint64_t now, uint64_t now_real) {
         d->last_position_ns = now;
         save_position(d);
     }
+    if (now - d->last_peer_save_ns >= 1000000000ull) {
+        d->last_peer_save_ns = now;
+        tl_peer_counters_save(d);
+    }
 }
 
 void *tl_control_main(void *arg) {
     tl_daemon *d = arg;
+    /* Keep off the hot loop's core: a waking control thread would preempt
+     * the spinning loop there. Every other CPU is fine. */
+    if (d->cfg.cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 1) {
+            CPU_CLR((int)d->cfg.cpu, &set);
+            (void)sched_setaffinity(0, sizeof set, &set);
+        }
+    }
     /* Relaxed: the stop flag publishes nothing. The control thread keeps
      * draining until the hot loop has stopped, so nothing it emitted is lost. */
     while (!atomic_load_explicit(&d->hot_stopped, memory_order_acquire)) {

@@ -23,9 +23,14 @@
 #include <stdint.h>
 
 #include "admin/actuator.h"
+#include "admin/api.h"
 #include "admin/audit.h"
 #include "admin/config.h"
+#include "admin/ledger_poll.h"
 #include "core/loop.h"
+#include "io/peer_dpdk.h"
+#include "io/peer_mac.h"
+#include "io/peer_udp.h"
 #include "io/wal_tail.h"
 #include "shm/ring.h"
 #include "shm/spsc.h"
@@ -67,9 +72,22 @@ typedef struct tl_daemon {
     /* sink */
     tl_actuator act;
 
+    /* peers (peer.md): the receive path, the kernel socket (it sends on
+     * both paths), the keys; the control thread persists the counters */
+    tl_peer_udp *peer_udp;
+    tl_peer_dpdk *peer_dpdk; /* peer.io "dpdk": receives; NULL otherwise */
+    tl_peer_keyring *peer_keys;
+    tl_peer_key *peer_key;                      /* ours: keys.peer */
+    uint64_t peer_saved[TL_PEER_NODES_MAX + 1]; /* persisted: the nodes', then ours */
+    uint64_t last_peer_save_ns;
+
     /* queues */
     tl_spsc out;
     tl_spsc ctl;
+    tl_spsc ledger_q; /* control -> loop: parsed ledger watermarks (admin/ledger_poll.h) */
+
+    /* the ledger poller (control thread); NULL when ledger.url is empty */
+    tl_ledger_poll *ledger;
 
     /* control thread state */
     tl_audit audit;
@@ -80,6 +98,7 @@ typedef struct tl_daemon {
     uint64_t last_recheck_ns;
     uint64_t last_position_ns;
     uint64_t findings_logged;
+    tl_api *api; /* the operator surface (admin/api.h): control thread only */
 
     /* lifecycle */
     _Atomic bool stop;
@@ -98,6 +117,12 @@ void *tl_hot_main(void *arg);
 void *tl_control_main(void *arg);
 /* One pass of the control thread's work (also run once more at stop). */
 void tl_control_pass(tl_daemon *d, uint64_t now_mono_ns, uint64_t now_real_ns);
+/* Peer counters in <state_dir>/peer_counters: out[i] for the configured
+ * node i, out[TL_PEER_NODES_MAX] ours (0 = none). Load: 0, or -1 when the
+ * file exists but cannot be read. Save: when they moved (every second,
+ * and at stop). */
+int tl_peer_counters_load(const tl_daemon *d, uint64_t out[TL_PEER_NODES_MAX + 1]);
+void tl_peer_counters_save(tl_daemon *d);
 
 uint64_t tl_now_mono_ns(void);
 uint64_t tl_now_real_ns(void);

@@ -156,13 +156,24 @@ enum tl_engine_err tl_engine_fault_arm(tl_engine *e, enum tl_engine_fault kind, 
     if (kind <= TL_ENGINE_FAULT_NONE || kind >= TL_ENGINE_FAULT_COUNT || e->wal_failed)
         return TL_ENGINE_ERR_FAULT;
     uint64_t next = fx->holding ? fx->hold_seq + 1 : tl_wal_next_seq(e->wal);
-    if (seq < next || fx->count >= TL_ENGINE_FAULTS_MAX)
+    if (seq < next)
         return TL_ENGINE_ERR_FAULT;
     for (uint32_t i = 0; i < fx->count; i++) {
-        if (fx->tab[i].seq == seq)
+        if (fx->tab[i].seq == seq && !(fx->tab[i].done && fx->tab[i].stamped))
             return TL_ENGINE_ERR_FAULT; /* one fault per seq */
     }
-    int idx = (int)fx->count++;
+    /* A fault that fired and was stamped frees its slot, so a benchmark can
+     * inject faults forever (--fault-every). */
+    int idx = -1;
+    for (uint32_t i = 0; i < fx->count && idx < 0; i++) {
+        if (fx->tab[i].done && fx->tab[i].stamped && (int)i != fx->writer_slot)
+            idx = (int)i;
+    }
+    if (idx < 0) {
+        if (fx->count >= TL_ENGINE_FAULTS_MAX)
+            return TL_ENGINE_ERR_FAULT;
+        idx = (int)fx->count++;
+    }
     fx->tab[idx] = (tl_eng_fault_slot){.seq = seq, .kind = (uint8_t)kind};
     if (is_writer_level((uint8_t)kind)) {
         int w = fx->writer_slot;

@@ -117,11 +117,13 @@ static void engine_status(void *ctx, tl_engine_status *st) {
     if (r == NULL || !r->ready)
         return;
     st->attached = true;
+    memcpy(st->engine_id, r->map.header.engine_id, TL_ID_BYTES);
     st->heartbeat_mono_ns = tl_ring_producer_heartbeat(&r->map);
     tl_ring_durable snap;
     enum tl_durable_status s = tl_ring_durable_read(&r->durable, r->map.ctl, d->loop->now_ns,
                                                     (uint32_t)d->cfg.engine_stale_ms, &snap);
     st->durable_valid = r->durable.have_snap;
+    st->durable_read_failed = s != TL_DURABLE_ACCEPTED; /* LEDGER_AHEAD waits for a good read */
     st->durable_stuck_odd = s == TL_DURABLE_STUCK;
     st->durable_seq = snap.seq;
     st->durable_segment_seq = snap.segment_first_seq;
@@ -187,6 +189,18 @@ static bool ctl_poll(void *ctx, tl_ctl_msg *m) {
     return tl_spsc_pop(&d->ctl, m);
 }
 
+/* Ledger watermarks: the loop reads the front slot in place and holds it
+ * there while it must wait (admin/ledger_poll.h). */
+static const tl_ledger_wm *ledger_front(void *ctx) {
+    tl_daemon *d = ctx;
+    return tl_spsc_front(&d->ledger_q);
+}
+
+static void ledger_pop(void *ctx) {
+    tl_daemon *d = ctx;
+    tl_spsc_release(&d->ledger_q);
+}
+
 static bool emit(void *ctx, const tl_out *o) {
     tl_daemon *d = ctx;
     return tl_spsc_push(&d->out, o);
@@ -203,6 +217,29 @@ static bool reply_adapter(void *ctx, tl_cmd_reply *r) {
     return tl_actuator_reply(&d->act, r);
 }
 
+/* ---- peers (peer.md) ---- */
+
+/* One datagram from the kernel socket or the DPDK port, through rule 1
+ * (shape, identity, mac) before the loop sees it. */
+static bool peer_poll(void *ctx, const uint8_t *self_id, tl_peer_ev *ev) {
+    tl_daemon *d = ctx;
+    const uint8_t *b;
+    size_t n;
+    bool got = d->peer_dpdk != NULL ? tl_peer_dpdk_recv(d->peer_dpdk, &b, &n)
+                                    : tl_peer_udp_recv(d->peer_udp, &b, &n);
+    if (got)
+        tl_peer_check(d->peer_keys, b, n, self_id, ev);
+    return got;
+}
+
+/* Signed with keys.peer, to every peer, on the kernel socket (both paths). */
+static int peer_send(void *ctx, const tl_peer_msg *m) {
+    tl_daemon *d = ctx;
+    uint8_t buf[TL_PEER_DGRAM_BYTES];
+    tl_peer_sign(d->peer_key, m, buf);
+    return tl_peer_udp_send(d->peer_udp, buf, sizeof buf) == 0 ? 0 : -1;
+}
+
 void tl_hot_ops(tl_daemon *d, tl_loop_ops *ops) {
     memset(ops, 0, sizeof *ops);
     ops->ctx = d;
@@ -215,6 +252,12 @@ void tl_hot_ops(tl_daemon *d, tl_loop_ops *ops) {
     ops->fast_withdrawals = fast_withdrawals;
     ops->send = send_adapter;
     ops->reply_poll = reply_adapter;
+    if (d->peer_udp != NULL) {
+        ops->peer_poll = peer_poll;
+        ops->peer_send = peer_send;
+    }
+    ops->ledger_front = d->lcfg.ledger.enabled ? ledger_front : NULL;
+    ops->ledger_pop = d->lcfg.ledger.enabled ? ledger_pop : NULL;
 }
 
 static void pin(tl_daemon *d) {
@@ -226,6 +269,16 @@ static void pin(tl_daemon *d) {
     }
     if (d->cfg.mlock)
         d->mlocked = mlockall(MCL_CURRENT | MCL_FUTURE) == 0;
+}
+
+/* How far the producer's published position is ahead of ours. */
+static uint64_t ring_lag_bytes(const tl_daemon *d) {
+    const tl_ring_side *r = d->ring;
+    if (r == NULL || !r->ready)
+        return 0;
+    /* Relaxed: a gauge; publish only moves forward, a stale value is fine. */
+    uint64_t publish = atomic_load_explicit(&r->map.ctl->publish, memory_order_relaxed);
+    return publish > r->cons.position ? publish - r->cons.position : 0;
 }
 
 /* backoff: spin, then yield, then sleep up to 50 us (behavior.md). */
@@ -246,6 +299,8 @@ static void idle(bool spin, uint32_t *idle_rounds) {
 void *tl_hot_main(void *arg) {
     tl_daemon *d = arg;
     pin(d);
+    if (d->peer_dpdk != NULL)
+        (void)tl_peer_dpdk_thread_init(d->peer_dpdk); /* else: no mempool cache, still works */
     bool spin = strcmp(d->cfg.idle, "spin") == 0;
     uint32_t idle_rounds = 0;
     uint64_t beat_ns = d->cfg.deadman_beat_ms * 1000000ull / 2;
@@ -255,6 +310,7 @@ void *tl_hot_main(void *arg) {
     memset(&stats, 0, sizeof stats);
     stats.type = TL_OUT_STATS;
     uint64_t next_stats_ns = 0;
+    uint64_t warm_ns = 0, warm_rounds = 0;
     uint64_t iter = 0;
     /* Relaxed: a stop flag; nothing is published with it. */
     while (!atomic_load_explicit(&d->stop, memory_order_relaxed)) {
@@ -280,10 +336,19 @@ void *tl_hot_main(void *arg) {
             memcpy(hist, stats.u.stats.iter_hist, sizeof hist);
             uint64_t sum = stats.u.stats.iter_sum_ns, samples = stats.u.stats.iter_samples;
             tl_loop_stats_snapshot(d->loop, &stats.u.stats);
+            stats.u.stats.ring_lag_bytes = ring_lag_bytes(d);
             memcpy(stats.u.stats.iter_hist, hist, sizeof hist);
             stats.u.stats.iter_sum_ns = sum;
             stats.u.stats.iter_samples = samples;
             (void)tl_spsc_push(&d->out, &stats); /* a full queue skips one snapshot */
+        }
+        if (work == 0 && now - warm_ns >= 1000000ull) {
+            /* The halt path runs rarely, so it would run cold: exercise it
+             * every millisecond of idle time (plan, describe, gate, build
+             * and sign a line) and ping the engine every 10 ms. */
+            warm_ns = now;
+            tl_loop_warm(d->loop);
+            tl_actuator_warm(&d->act, tl_now_real_ns(), ++warm_rounds % 10 == 0);
         }
         if (work != 0)
             idle_rounds = 0;

@@ -68,6 +68,83 @@ static uint64_t read_position(const char *state_dir) {
     return n > 0 ? strtoull(buf, NULL, 10) : 0;
 }
 
+/* Peers (peer.md): our key and theirs, the counters persisted by the
+ * control thread, the kernel socket (it sends on both paths; with peer.io
+ * "dpdk" it takes an ephemeral port and the DPDK port receives), and the
+ * loop's peer settings. Before tl_loop_init: it sizes the loop's memory. */
+static int peer_start(tl_daemon *d, char *err, size_t cap) {
+    const tl_config *c = &d->cfg;
+    if (c->peer_count == 0)
+        return 0;
+    if (c->keys_peer[0] == '\0') {
+        snprintf(err, cap, "keys.peer: required when peer.peers lists peers");
+        return -1;
+    }
+    d->peer_keys = calloc(1, sizeof *d->peer_keys);
+    d->peer_key = calloc(1, sizeof *d->peer_key);
+    if (d->peer_keys == NULL || d->peer_key == NULL) {
+        snprintf(err, cap, "peer: out of memory");
+        return -1;
+    }
+    enum tl_peer_key_err ke = tl_peer_key_load(d->peer_key, c->keys_peer);
+    if (ke != TL_PEER_KEY_OK) {
+        snprintf(err, cap, "keys.peer %s: %s", c->keys_peer, tl_peer_key_err_name(ke));
+        return -1;
+    }
+    if (tl_peer_counters_load(d, d->peer_saved) != 0) {
+        snprintf(err, cap, "%s/peer_counters: %s", c->state_dir, strerror(errno));
+        return -1;
+    }
+    tl_peer_cfg *pc = &d->lcfg.peer;
+    pc->beat_ms = c->peer_beat_ms;
+    pc->silent_ms = c->peer_silent_ms;
+    pc->max_skew_ms = c->peer_max_skew_ms;
+    pc->lag_records = c->peer_lag_records;
+    pc->max_held = (uint32_t)c->peer_max_held;
+    pc->send_counter_floor = d->peer_saved[TL_PEER_NODES_MAX] + 1;
+    tl_peer_udp_cfg uc;
+    memset(&uc, 0, sizeof uc);
+    for (uint32_t i = 0; i < c->peer_count; i++) {
+        const tl_cfg_peer *p = &c->peers[i];
+        for (uint32_t k = 0; k < i; k++) {
+            if (memcmp(c->peers[k].node_id, p->node_id, TL_ID_BYTES) == 0) {
+                snprintf(err, cap, "peer.peers[%u].node_id: listed twice", i);
+                return -1;
+            }
+        }
+        const char *kf = p->key_file[0] != '\0' ? p->key_file : c->keys_peer;
+        ke = tl_peer_key_load(&d->peer_keys->keys[i], kf);
+        if (ke != TL_PEER_KEY_OK) {
+            snprintf(err, cap, "peer.peers[%u].key_file %s: %s", i, kf, tl_peer_key_err_name(ke));
+            return -1;
+        }
+        memcpy(d->peer_keys->ids[i], p->node_id, TL_ID_BYTES);
+        memcpy(pc->nodes[i].node_id, p->node_id, TL_ID_BYTES);
+        pc->nodes[i].last_counter = d->peer_saved[i];
+        uc.dests[i] = p->addr;
+    }
+    d->peer_keys->count = c->peer_count;
+    pc->node_count = c->peer_count;
+    uc.dest_count = c->peer_count;
+    bool dpdk = strcmp(c->peer_io, "dpdk") == 0;
+    uc.listen = dpdk ? "0.0.0.0:0" : c->peer_listen;
+    uc.rcvbuf_bytes = 4 << 20;
+    if (tl_peer_udp_open(&d->peer_udp, &uc, err, cap) != 0)
+        return -1;
+    if (dpdk) {
+        tl_peer_dpdk_cfg dc;
+        memset(&dc, 0, sizeof dc);
+        dc.eal_argc = c->peer_eal_count;
+        for (uint32_t i = 0; i < c->peer_eal_count && i < TL_PEER_DPDK_EAL_ARGS_MAX; i++)
+            dc.eal_argv[i] = c->peer_eal[i];
+        dc.port_id = (uint16_t)c->peer_dpdk_port;
+        dc.listen = c->peer_listen;
+        if (tl_peer_dpdk_open(&d->peer_dpdk, &dc, err, cap) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int start(tl_daemon *d, char *err, size_t cap) {
     const tl_config *c = &d->cfg;
     if (mkdirs(c->state_dir) != 0) {
@@ -115,10 +192,17 @@ static int start(tl_daemon *d, char *err, size_t cap) {
                 (unsigned long long)d->recovery->chain_bad_line);
 
     if (tl_spsc_init(&d->out, TL_DAEMON_OUT_SLOTS, sizeof(tl_out)) != 0 ||
-        tl_spsc_init(&d->ctl, TL_DAEMON_CTL_SLOTS, sizeof(tl_ctl_msg)) != 0) {
+        tl_spsc_init(&d->ctl, TL_DAEMON_CTL_SLOTS, sizeof(tl_ctl_msg)) != 0 ||
+        tl_spsc_init(&d->ledger_q, TL_LEDGER_QUEUE_SLOTS, sizeof(tl_ledger_wm)) != 0) {
         snprintf(err, cap, "queues: out of memory");
         return -1;
     }
+    /* The ledger poller (libcurl: initialised here, before any thread). */
+    if (tl_ledger_poll_open(&d->ledger, c, &d->ledger_q, err, cap) != 0)
+        return -1;
+
+    if (peer_start(d, err, cap) != 0)
+        return -1;
 
     size_t bytes = tl_loop_mem_bytes(&d->lcfg);
     d->loop_mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
@@ -166,9 +250,25 @@ static int start(tl_daemon *d, char *err, size_t cap) {
         if (!tl_spsc_push(&d->ctl, &m))
             break;
     }
+    /* The operator surface: control API listeners, reconcile worker. */
+    tl_api_deps ad = {
+        .cfg = &d->cfg,
+        .ctl = &d->ctl,
+        .audit = &d->audit,
+        .beat_ns = &d->loop->beat_ns,
+        .policy = &d->lcfg.policy,
+        .tag_seed = d->lcfg.tag_seed,
+        .operator_key = have_operator,
+        .dialect = d->lcfg.dialect,
+        .max_symbols = d->lcfg.max_symbols,
+        .start_mono_ns = tl_now_mono_ns(),
+    };
+    if (tl_api_create(&d->api, &ad, err, cap) != 0)
+        return -1;
     tl_jw w;
     tl_jw_init(&w);
     tl_jw_str(&w, "version", TL_VERSION);
+    tl_jw_str(&w, "instance_id", tl_api_instance_id(d->api));
     tl_jw_int(&w, "pid", getpid());
     tl_jw_int(&w, "resend", d->recovery->resend_count);
     tl_jw_bool(&w, "audit_chain_ok", d->recovery->chain_ok);
@@ -181,6 +281,8 @@ static void stop_cleanly(tl_daemon *d) {
     atomic_store_explicit(&d->stop, true, memory_order_relaxed);
     pthread_join(d->hot_thread, NULL);
     pthread_join(d->control_thread, NULL);
+    tl_api_destroy(d->api);
+    d->api = NULL;
     /* A planned stop: the engine's dead-man disarms (ring.md). */
     if (d->ring != NULL && d->ring->ready)
         tl_ring_consumer_set_state(&d->ring->map, TL_CONSUMER_ABSENT);
@@ -189,7 +291,49 @@ static void stop_cleanly(tl_daemon *d) {
     tl_jw_u64s(&w, "findings", d->loop->log.findings_total);
     tl_jw_u64s(&w, "records_ring", d->loop->c.records_ring);
     tl_jw_u64s(&w, "records_wal", d->loop->c.records_wal);
+    if (d->peer_udp != NULL) {
+        /* tally_peer_rejected_total{reason} and the rest, for the record */
+        const tl_peer_counters *pc = &d->loop->peer.c;
+        tl_jw_u64s(&w, "peer_accepted", pc->accepted);
+        static const char *const rejected_keys[TL_PEER_REJ_COUNT] = {
+            [TL_PEER_REJ_MALFORMED] = "peer_rejected_malformed",
+            [TL_PEER_REJ_UNKNOWN_NODE] = "peer_rejected_unknown_node",
+            [TL_PEER_REJ_BAD_MAC] = "peer_rejected_bad_mac",
+            [TL_PEER_REJ_REPLAY] = "peer_rejected_replay",
+            [TL_PEER_REJ_STALE] = "peer_rejected_stale",
+            [TL_PEER_REJ_OUT_OF_WINDOW] = "peer_rejected_out_of_window",
+        };
+        for (unsigned r = 1; r < TL_PEER_REJ_COUNT; r++)
+            tl_jw_u64s(&w, rejected_keys[r], pc->rejected[r]);
+        tl_jw_u64s(&w, "peer_compared", pc->compared);
+        tl_jw_u64s(&w, "peer_held", pc->held);
+        tl_jw_u64s(&w, "peer_sent", pc->sent_heartbeat + pc->sent_checkpoint);
+        tl_jw_u64s(&w, "peer_sent_checkpoint", pc->sent_checkpoint);
+        tl_peer_counters_save(d);
+    }
+    if (d->ledger != NULL) {
+        const tl_ledger_stats *ls = &d->loop->ledger.st;
+        tl_jw_u64s(&w, "ledger_replies", ls->replies_total);
+        tl_jw_u64s(&w, "ledger_compared", ls->compared_total);
+        tl_jw_u64s(&w, "ledger_unchecked", ls->unchecked_total);
+        tl_ledger_poll_stats ps;
+        tl_ledger_poll_get_stats(d->ledger, &ps);
+        /* Rejected for what they said (status, size, mac, body), apart from
+         * transfers that failed (connect, timeout, TLS). */
+        uint64_t bad = 0, failed = 0;
+        for (int i = 0; i < TL_LC_ERR_COUNT; i++) {
+            if (i >= TL_LC_ERR_HTTP_STATUS)
+                bad += ps.rejected[i];
+            else
+                failed += ps.rejected[i];
+        }
+        for (int i = 0; i < TL_LEDGER_ERR_COUNT; i++)
+            bad += ps.parse_rejected[i];
+        tl_jw_u64s(&w, "ledger_rejected", bad);
+        tl_jw_u64s(&w, "ledger_failed", failed);
+    }
     (void)tl_audit_append(&d->audit, &w, "STOP", tl_now_real_ns());
+    tl_ledger_poll_close(d->ledger);
     tl_audit_close(&d->audit);
     tl_wal_tail_close(d->tail);
 }
@@ -245,6 +389,7 @@ int main(int argc, char **argv) {
     }
     snprintf(d.config_path, sizeof d.config_path, "%s", config);
     tl_config_loop(&d.cfg, &d.lcfg);
+    tl_ledger_poll_loop_cfg(&d.cfg, &d.lcfg);
 
     /* Signals go to the main thread only; the workers never see them. */
     sigset_t set;

@@ -27,6 +27,7 @@
 
 #include "admin/libtally_engine.h"
 #include "enginesim_book.h"
+#include "enginesim_standby.h"
 
 #define FIXED_CLOCK_BASE_NS 1795000000000000000ull /* the spec's example clock */
 #define FLAT_OUT_GAP_NS     1000ull                /* virtual time per event, flat out */
@@ -68,6 +69,9 @@ typedef struct opts {
     uint32_t orders_per_symbol;
     uint32_t linger_ms;
     bool inline_sync;
+    bool spin;                       /* never sleep: poll the admin socket every pass */
+    enum tl_engine_fault every_kind; /* --fault-every: a fault every `every_n` records */
+    uint64_t every_n;
     uint32_t nfaults;
     struct {
         enum tl_engine_fault kind;
@@ -95,6 +99,8 @@ typedef struct sim {
     uint64_t events, orders_new, orders_market, cancels, rejected_new, rejected_cancel;
     uint64_t heartbeats, checkpoints, mode_changes, trades_run;
     uint64_t faults_fired;
+    uint64_t every_fired; /* faults_fired when --fault-every last re-armed */
+    uint64_t pings;
     uint64_t last_epoch;
     uint32_t admin_n;
     uint64_t admin_total;
@@ -174,7 +180,10 @@ static void lat_line(sim *s, const char *fmt, ...) {
     vfprintf(s->lat, fmt, ap);
     va_end(ap);
     fputc('\n', s->lat);
-    fflush(s->lat); /* a crash fault _exits: every line must be out */
+    /* No flush here: a write() on the engine's hot path right after a
+     * faulty record would be measured as tally's latency. The 64 MiB
+     * stdio buffer is flushed at exit and before a crash fault's _exit
+     * (die_if_crashed). */
 }
 
 /* ---- appends ---- */
@@ -276,6 +285,10 @@ static void cb_mode_change(void *ctx, uint32_t scope, uint32_t mode, bool wd,
 
 static void cb_admin_line(void *ctx, const char *cmd, const uint8_t *id, uint64_t arrival) {
     sim *s = ctx;
+    if (strcmp(cmd, "ping") == 0) {
+        s->pings++; /* tally keeps its path warm with pings: counted, not listed */
+        return;
+    }
     s->admin_total++;
     if (s->admin_n < ADMIN_LOG_MAX) {
         admin_seen *a = &s->admin[s->admin_n++];
@@ -460,7 +473,14 @@ static int run(sim *s) {
             seen_seq = s->last_seq;
             last_record = now;
         }
-        if (!did || now - last_poll >= POLL_EVERY_NS) {
+        if (s->o.every_n != 0 && s->faults_fired != s->every_fired) {
+            /* --fault-every: the next one, every_n records after this one */
+            s->every_fired = s->faults_fired;
+            (void)tl_engine_fault_arm(s->e, s->o.every_kind, s->last_seq + s->o.every_n);
+        }
+        if (s->o.spin)
+            check_fast(s, 1);
+        if (!did || s->o.spin || now - last_poll >= POLL_EVERY_NS) {
             enum tl_engine_err err;
             if (tl_engine_poll(s->e, clock_ns(CLOCK_REALTIME), &err) < 0) {
                 die_if_crashed(s);
@@ -485,6 +505,8 @@ static int run(sim *s) {
             last_record = now;
         }
         tl_engine_idle(s->e);
+        if (s->o.spin)
+            continue;               /* the admin socket is served on the next pass */
         uint64_t wait = 1000000ull; /* at most 1 ms: the admin socket stays served */
         if (!flow_done && next_due > now && next_due - now < wait)
             wait = next_due - now;
@@ -574,6 +596,9 @@ static void usage(FILE *f) {
         "  --orders-per-symbol N     resting order capacity per symbol (default 4096)\n"
         "  --linger-ms N             after the flow ends, keep serving for N ms (default 0)\n"
         "  --inline-sync             no WAL sync thread (fdatasync on the engine thread)\n"
+        "  --fault-every KIND@N      a fault every N records, forever (benchmarks)\n"
+        "  --spin                    never sleep; serve the admin socket on every pass\n"
+        "                            (benchmarks: admin arrivals are stamped when read)\n"
         "  --latency-log FILE        JSON lines: fault publishes, admin arrivals, fast-path "
         "sightings\n"
         "  --stats                   print JSON stats at exit\n"
@@ -633,6 +658,8 @@ enum {
     OPT_STATS,
     OPT_LATENCY,
     OPT_FAULT,
+    OPT_FAULT_EVERY,
+    OPT_SPIN,
     OPT_HB,
     OPT_OPS,
     OPT_LINGER,
@@ -663,6 +690,8 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"stats", no_argument, NULL, OPT_STATS},
         {"latency-log", required_argument, NULL, OPT_LATENCY},
         {"fault", required_argument, NULL, OPT_FAULT},
+        {"fault-every", required_argument, NULL, OPT_FAULT_EVERY},
+        {"spin", no_argument, NULL, OPT_SPIN},
         {"heartbeat-ms", required_argument, NULL, OPT_HB},
         {"orders-per-symbol", required_argument, NULL, OPT_OPS},
         {"linger-ms", required_argument, NULL, OPT_LINGER},
@@ -779,6 +808,18 @@ static int parse_args(opts *o, int argc, char **argv) {
                 }
                 break;
             }
+            case OPT_FAULT_EVERY: {
+                const char *at = strchr(optarg, '@');
+                enum tl_engine_fault k = at ? tl_engine_fault_parse(optarg, (size_t)(at - optarg))
+                                            : TL_ENGINE_FAULT_NONE;
+                ok =
+                    k != TL_ENGINE_FAULT_NONE && parse_u64(at + 1, &o->every_n) && o->every_n >= 16;
+                o->every_kind = k;
+                break;
+            }
+            case OPT_SPIN:
+                o->spin = true;
+                break;
             case OPT_HELP:
                 usage(stdout);
                 exit(0);
@@ -807,6 +848,10 @@ static int parse_args(opts *o, int argc, char **argv) {
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
+    /* --standby: a standby that follows a leader's log (enginesim_standby.c) */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--standby") == 0)
+            return tl_enginesim_standby_main(argc, argv);
     static sim s_storage; /* large (admin log): not on the stack */
     sim *s = &s_storage;
     if (parse_args(&s->o, argc, argv) != 0)
@@ -818,6 +863,8 @@ int main(int argc, char **argv) {
     }
     if (o->latency_log != NULL) {
         s->lat = fopen(o->latency_log, "a");
+        if (s->lat != NULL)
+            (void)setvbuf(s->lat, NULL, _IOFBF, 64u << 20);
         if (s->lat == NULL) {
             fprintf(stderr, "tally-enginesim: %s: %s\n", o->latency_log, strerror(errno));
             return 1;
@@ -910,6 +957,12 @@ int main(int argc, char **argv) {
             tl_engine_close(s->e);
             return 1;
         }
+    }
+    if (o->every_n != 0 &&
+        tl_engine_fault_arm(s->e, o->every_kind, es.next_seq + o->every_n) != TL_ENGINE_OK) {
+        fprintf(stderr, "tally-enginesim: --fault-every: cannot arm\n");
+        tl_engine_close(s->e);
+        return 1;
     }
     if (!o->quiet) {
         char hex[33];

@@ -163,6 +163,14 @@ const char *tl_reason_name(unsigned reason) {
             return "lower_unseen";
         case TL_REASON_LOWER_EVICTED:
             return "lower_evicted";
+        case TL_REASON_LEDGER_SILENT:
+            return "ledger_silent";
+        case TL_REASON_LEDGER_OLD:
+            return "ledger_old_reply";
+        case TL_REASON_LEDGER_BELOW:
+            return "ledger_below_window";
+        case TL_REASON_LEDGER_CONTENT:
+            return "ledger_content";
         default:
             return "none";
     }

@@ -147,6 +147,10 @@ enum tl_reason {
     TL_REASON_RING_NOT_DURABLE, /* WAL_LAG: ring record not durable after grace */
     TL_REASON_LOWER_UNSEEN,     /* a lower seq in the window's range never seen before */
     TL_REASON_LOWER_EVICTED,    /* a lower seq older than the window */
+    TL_REASON_LEDGER_SILENT,    /* LEDGER_STALE: no reply compared within max_age_ms */
+    TL_REASON_LEDGER_OLD,       /* LEDGER_STALE: replies older than max_age_ms */
+    TL_REASON_LEDGER_BELOW,     /* LEDGER_STALE: ledger_seq below the window */
+    TL_REASON_LEDGER_CONTENT,   /* LEDGER_FORK: equal counts, other qty or notional */
 };
 
 /* "bad_checksum", "segment_first_seq", ... for any `reason` value. */

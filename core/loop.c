@@ -1,7 +1,6 @@
 /* loop.c: the reconciler loop (see loop.h). */
 #include "loop.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "assert.h"
@@ -28,6 +27,8 @@ void tl_loop_cfg_defaults(tl_loop_cfg *c) {
     c->budget = 256;
     c->ring = true;
     tl_policy_cfg_defaults(&c->policy);
+    tl_peer_cfg_defaults(&c->peer);
+    tl_ledger_cfg_defaults(&c->ledger);
 }
 
 static size_t align64(size_t n) {
@@ -37,7 +38,8 @@ static size_t align64(size_t n) {
 size_t tl_loop_mem_bytes(const tl_loop_cfg *c) {
     return align64(tl_window_bytes(c->window_records)) + align64(tl_symtab_bytes(c->max_symbols)) +
            align64((size_t)c->max_inflight * sizeof(tl_action)) +
-           align64((size_t)c->backlog * sizeof(tl_out));
+           align64((size_t)c->backlog * sizeof(tl_out)) + align64(tl_peer_mem_bytes(&c->peer)) +
+           align64(tl_ledger_mem_bytes(&c->ledger));
 }
 
 static void on_finding(void *ctx, const tl_finding *f);
@@ -59,6 +61,7 @@ void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, vo
     l->inflight = (tl_action *)p;
     p += align64((size_t)cfg->max_inflight * sizeof(tl_action));
     l->backlog = (tl_out *)p;
+    p += align64((size_t)cfg->backlog * sizeof(tl_out));
     tl_log_init(&l->log, (enum tl_dialect)cfg->dialect, win, cfg->window_records,
                 (tl_sink){on_finding, l});
     tl_stream_init(&l->wal, &l->log, TL_SOURCE_WAL);
@@ -67,6 +70,12 @@ void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, vo
     tl_policy_init(&l->policy, &cfg->policy);
     l->rng = cfg->id_seed;
     atomic_init(&l->beat_ns, 0);
+    tl_peer_cfg pc = cfg->peer;
+    pc.confirmations = cfg->confirmations;
+    tl_peer_init(&l->peer, &pc, &l->log, &l->log.win, p);
+    tl_ledger_cfg lc = cfg->ledger;
+    lc.confirmations = cfg->confirmations;
+    tl_ledger_init(&l->ledger, &lc, &l->log, p + align64(tl_peer_mem_bytes(&cfg->peer)));
 }
 
 uint64_t tl_loop_last_delivered(const tl_loop *l) {
@@ -106,6 +115,10 @@ void tl_loop_stats_snapshot(const tl_loop *l, tl_loop_stats *o) {
     o->armed = l->policy.cfg.armed;
     o->global_mode = l->syms.global_mode;
     o->withdrawals_halted = l->syms.withdrawals_halted;
+    o->peer = l->peer.c;
+    for (uint32_t i = 0; i < l->peer.cfg.node_count; i++)
+        o->peer_applied_seq[i] = l->peer.nodes[i].applied_seq;
+    tl_ledger_stats_get(&l->ledger, l->durable_seq, &o->ledger);
 }
 
 /* ---- out to the control thread ---- */
@@ -234,36 +247,77 @@ static void civil_from_days(int64_t z, int *y, unsigned *m, unsigned *d) {
     *y = (int)(yy + (*m <= 2));
 }
 
-static void describe(tl_loop *l, tl_action *a) {
-    if (a->symbol == 0) {
-        strcpy(a->symbol_name, "*");
-    } else {
+/* Decimal digits of v, no locale and no allocation: the halt path formats
+ * its reason and ticket with these, not with snprintf. */
+static size_t put_u64(char *p, uint64_t v) {
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t put_padded(char *p, uint64_t v, size_t width) {
+    char tmp[20];
+    size_t n = put_u64(tmp, v);
+    size_t pad = n < width ? width - n : 0;
+    for (size_t i = 0; i < pad; i++)
+        p[i] = '0';
+    memcpy(p + pad, tmp, n);
+    return pad + n;
+}
+
+static size_t put_str(char *p, const char *s) {
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return n;
+}
+
+/* The engine's admin socket takes names. A scope we cannot name is widened
+ * to `*`: stricter, never weaker. */
+static void name_scope(tl_loop *l, tl_action *a) {
+    if (a->symbol != 0) {
         tl_sym *s = tl_symtab_find(&l->syms, a->symbol);
         if (s != NULL && s->has_name) {
             memcpy(a->symbol_name, s->name, sizeof a->symbol_name);
-        } else {
-            /* The engine's admin socket takes names. A scope we cannot name
-             * is widened to `*`: stricter, never weaker. */
-            a->symbol = 0;
-            strcpy(a->symbol_name, "*");
+            return;
         }
+        a->symbol = 0;
     }
+    a->symbol_name[0] = '*';
+    a->symbol_name[1] = '\0';
+}
+
+static void describe(tl_loop *l, tl_action *a) {
     if (a->reason[0] == '\0' && a->check != TL_CHECK_NONE) {
-        char check[40];
-        const char *n = tl_check_name((enum tl_check)a->check);
-        size_t i = 0;
-        for (; n[i] != '\0' && i < sizeof check - 1; i++)
-            check[i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] - 'A' + 'a' : n[i]);
-        check[i] = '\0';
-        snprintf(a->reason, sizeof a->reason, "%s:%s seq=%llu", family_word(a->check), check,
-                 (unsigned long long)a->seq);
+        /* "split_brain:fork seq=8812" */
+        char *p = a->reason;
+        p += put_str(p, family_word(a->check));
+        *p++ = ':';
+        for (const char *n = tl_check_name((enum tl_check)a->check); *n != '\0'; n++)
+            *p++ = (char)(*n >= 'A' && *n <= 'Z' ? *n - 'A' + 'a' : *n);
+        p += put_str(p, " seq=");
+        p += put_u64(p, a->seq);
+        *p = '\0';
+        TL_ASSERT((size_t)(p - a->reason) < sizeof a->reason);
     }
     if (a->ticket[0] == '\0') {
+        /* "INC-20261121-0007" */
         int y;
         unsigned m, d;
         civil_from_days((int64_t)(l->now_real_ns / 86400000000000ull), &y, &m, &d);
-        snprintf(a->ticket, sizeof a->ticket, "INC-%04d%02u%02u-%04llu", y, m, d,
-                 (unsigned long long)(a->incident % 10000));
+        char *p = a->ticket;
+        p += put_str(p, "INC-");
+        p += put_padded(p, (uint64_t)(y < 0 ? 0 : y), 4);
+        p += put_padded(p, m, 2);
+        p += put_padded(p, d, 2);
+        *p++ = '-';
+        p += put_padded(p, a->incident % 10000, 4);
+        *p = '\0';
     }
     if (a->fence == 0)
         a->fence = tl_loop_fence(l);
@@ -317,66 +371,80 @@ static void raise_fast(tl_loop *l, const tl_action *a) {
     }
 }
 
-/* An action that passed every gate: the fast-path word first, then the send. */
-static void execute(tl_loop *l, tl_action *a) {
-    if (l->inflight_count == l->cfg.max_inflight) {
-        /* Every slot waits for an APPLIED. The command still goes out once
-         * (with its word first); it is not retried from here. */
-        a->state = TL_ACT_EXECUTED;
-        tl_action_id_mint(&l->rng, l->cfg.tag_seed, a->id);
-        raise_fast(l, a);
-        send_now(l, a);
-        l->c.actions_executed++;
-        tl_policy_executed(&l->policy, l->now_ns);
-        out_action(l, a);
-        return;
+/* The gates (core/policy.c), after the in-flight coalescing. A SEV1 action
+ * the rate limit would stop is not dropped: one action on `*` at the
+ * strictest planned mode takes the place of the per-symbol ones. */
+static enum tl_block decide(tl_loop *l, tl_action *a, bool *coalesced) {
+    /* Only the action table's actions join one in flight: an operator's (or
+     * a canary step's) action always gets its own events, which the control
+     * thread waits for by id. */
+    *coalesced = a->origin == TL_ORIGIN_FINDING && inflight_covering(l, a) != NULL;
+    if (*coalesced)
+        return TL_BLOCK_NONE;
+    enum tl_block b = tl_policy_gate(&l->policy, a, &l->syms, l->now_ns);
+    if (b == TL_BLOCK_RATE_LIMITED && a->severity == TL_SEV_SEV1 &&
+        a->cmd == TL_CMD_SET_SYMBOL_MODE && a->symbol != 0) {
+        a->symbol = 0;
+        name_scope(l, a);
+        *coalesced = inflight_covering(l, a) != NULL;
+        b = TL_BLOCK_NONE;
     }
-    tl_action *slot = &l->inflight[l->inflight_count++];
-    *slot = *a;
-    slot->state = TL_ACT_EXECUTED;
-    if (tl_id_is_zero(slot->id))
-        tl_action_id_mint(&l->rng, l->cfg.tag_seed, slot->id);
-    raise_fast(l, slot);
-    send_now(l, slot);
-    l->c.actions_executed++;
-    tl_policy_executed(&l->policy, l->now_ns);
-    out_action(l, slot);
+    return b;
 }
 
-/* PLANNED, then the gates, then BLOCKED or EXECUTED. */
+/* An action that passed every gate: it gets its id and an in-flight slot
+ * (awaiting APPLIED). With every slot taken it still goes out once, with its
+ * word first, untracked. */
+static tl_action *admit(tl_loop *l, tl_action *a) {
+    a->state = TL_ACT_EXECUTED;
+    if (tl_id_is_zero(a->id))
+        tl_action_id_mint(&l->rng, l->cfg.tag_seed, a->id);
+    l->c.actions_executed++;
+    tl_policy_executed(&l->policy, l->now_ns);
+    if (l->inflight_count == l->cfg.max_inflight)
+        return a;
+    tl_action *slot = &l->inflight[l->inflight_count++];
+    *slot = *a;
+    return slot;
+}
+
+/* The audit's view of a planned action: PLANNED, then BLOCKED{reason} or
+ * EXECUTED. */
+static void account(tl_loop *l, tl_action *a, enum tl_block b, const tl_action *executed) {
+    tl_action p = *a;
+    p.state = TL_ACT_PLANNED;
+    l->c.actions_planned++;
+    out_action(l, &p);
+    if (b != TL_BLOCK_NONE) {
+        p.state = TL_ACT_BLOCKED;
+        p.block = (uint8_t)b;
+        l->c.actions_blocked[b]++;
+        out_action(l, &p);
+        return;
+    }
+    out_action(l, executed);
+}
+
+/* One action from the control thread (manual escalation, canary steps,
+ * rollbacks, auto-resume). */
 static void plan_one(tl_loop *l, tl_action *a) {
-    describe(l, a);
-    if (inflight_covering(l, a) != NULL) {
+    name_scope(l, a);
+    bool coalesced;
+    enum tl_block b = decide(l, a, &coalesced);
+    if (coalesced) {
         l->c.actions_coalesced++;
         return;
     }
     a->planned_ns = l->now_ns;
-    a->state = TL_ACT_PLANNED;
-    l->c.actions_planned++;
-    out_action(l, a);
-    enum tl_block b = tl_policy_gate(&l->policy, a, &l->syms, l->now_ns);
-    if (b == TL_BLOCK_RATE_LIMITED && a->severity == TL_SEV_SEV1 &&
-        a->cmd == TL_CMD_SET_SYMBOL_MODE && a->symbol != 0) {
-        /* A SEV1 action is never dropped by the rate limit: one action on
-         * `*` at the strictest planned mode takes the place of the
-         * per-symbol ones. */
-        a->symbol = 0;
-        strcpy(a->symbol_name, "*");
-        if (inflight_covering(l, a) != NULL) {
-            l->c.actions_coalesced++;
-            return;
-        }
-        out_action(l, a);
-        b = TL_BLOCK_NONE;
-    }
+    describe(l, a);
     if (b != TL_BLOCK_NONE) {
-        a->state = TL_ACT_BLOCKED;
-        a->block = (uint8_t)b;
-        l->c.actions_blocked[b]++;
-        out_action(l, a);
+        account(l, a, b, NULL);
         return;
     }
-    execute(l, a);
+    raise_fast(l, a);
+    tl_action *slot = admit(l, a);
+    send_now(l, slot);
+    account(l, a, b, slot);
 }
 
 static void open_incident(tl_loop *l, tl_finding *f) {
@@ -396,28 +464,57 @@ static void open_incident(tl_loop *l, tl_finding *f) {
     f->incident = l->incident;
 }
 
-/* The sink of every finding: out to the control thread, then the action
- * table. Called inside tl_stream_record, so a fork seen on the ring is on
- * its way to the engine before the next record is read. */
+/* The sink of every finding. Called inside tl_stream_record, so a fork
+ * seen on the ring is on its way to the engine before the next record is
+ * read. Latency first: the gates are decided and the fast-path words raised
+ * before anything else, then the commands are formatted and sent, and only
+ * then do the finding and the action events go to the control thread. */
 static void on_finding(void *ctx, const tl_finding *fin) {
     tl_loop *l = ctx;
     tl_finding f = *fin;
     TL_ASSERT(f.check < TL_CHECK_COUNT);
     l->c.findings[f.check]++;
     open_incident(l, &f);
+
+    tl_action acts[4];
+    enum tl_block verdict[4];
+    bool coalesced[4];
+    tl_action *executed[4];
+    int n = tl_policy_plan(&f, l->cfg.dialect, acts, 4);
+    TL_ASSERT(n >= 0 && n <= 4);
+    /* 1. decide, and raise the words: the engine's hot path halts now */
+    for (int i = 0; i < n; i++) {
+        acts[i].incident = f.incident;
+        acts[i].planned_ns = l->now_ns;
+        name_scope(l, &acts[i]);
+        verdict[i] = decide(l, &acts[i], &coalesced[i]);
+        if (!coalesced[i] && verdict[i] == TL_BLOCK_NONE)
+            raise_fast(l, &acts[i]);
+    }
+    /* 2. the commands, on the admin socket */
+    for (int i = 0; i < n; i++) {
+        executed[i] = NULL;
+        if (coalesced[i])
+            continue;
+        describe(l, &acts[i]);
+        if (verdict[i] == TL_BLOCK_NONE) {
+            executed[i] = admit(l, &acts[i]);
+            send_now(l, executed[i]);
+        }
+    }
+    /* 3. the trace, in audit order */
     tl_out o;
     o.type = TL_OUT_FINDING;
     o.u.finding = f;
     out(l, &o);
-
-    tl_action acts[4];
-    int n = tl_policy_plan(&f, l->cfg.dialect, acts, 4);
     bool bundle = false;
     for (int i = 0; i < n; i++) {
-        acts[i].incident = f.incident;
-        if (acts[i].bundle)
-            bundle = true;
-        plan_one(l, &acts[i]);
+        if (coalesced[i]) {
+            l->c.actions_coalesced++;
+            continue;
+        }
+        bundle |= acts[i].bundle != 0;
+        account(l, &acts[i], verdict[i], executed[i]);
     }
     if (bundle && l->policy.cfg.bundle_auto) {
         tl_out b;
@@ -457,6 +554,21 @@ static void on_mode_change(tl_loop *l, const tl_rec_view *v) {
         l->syms.withdrawals_halted = (uint8_t)b.withdrawals_halted;
 
     tl_action *a = inflight_find(l, b.command_id);
+    /* Every MODE_CHANGE goes out (restatements too): the control thread's
+     * view of the modes (canary resume, /capabilities) is built from them. */
+    tl_out o;
+    memset(&o, 0, sizeof o);
+    o.type = TL_OUT_MODE_SEEN;
+    memcpy(o.u.mode.command_id, b.command_id, TL_ID_BYTES);
+    o.u.mode.scope = scope;
+    o.u.mode.mode = (uint8_t)b.mode;
+    o.u.mode.prev_mode = prev;
+    o.u.mode.withdrawals_halted = (uint8_t)b.withdrawals_halted;
+    o.u.mode.ours = !tl_id_is_zero(b.command_id) && !tl_id_is_restatement(b.command_id) &&
+                    tl_action_id_is_ours(b.command_id, l->cfg.tag_seed);
+    o.u.mode.matched = a != NULL;
+    o.u.mode.seq = v->seq;
+    out(l, &o);
     if (a != NULL) {
         a->state = TL_ACT_APPLIED;
         a->applied_ns = l->now_ns;
@@ -465,19 +577,6 @@ static void on_mode_change(tl_loop *l, const tl_rec_view *v) {
         tl_policy_applied(&l->policy, a->check, a->symbol, l->now_ns);
         out_action(l, a);
         inflight_remove(l, a);
-    } else if (!tl_id_is_restatement(b.command_id)) {
-        tl_out o;
-        memset(&o, 0, sizeof o);
-        o.type = TL_OUT_MODE_SEEN;
-        memcpy(o.u.mode.command_id, b.command_id, TL_ID_BYTES);
-        o.u.mode.scope = scope;
-        o.u.mode.mode = (uint8_t)b.mode;
-        o.u.mode.prev_mode = prev;
-        o.u.mode.withdrawals_halted = (uint8_t)b.withdrawals_halted;
-        o.u.mode.ours =
-            !tl_id_is_zero(b.command_id) && tl_action_id_is_ours(b.command_id, l->cfg.tag_seed);
-        o.u.mode.seq = v->seq;
-        out(l, &o);
     }
 
     /* tally lowers a fast word only when it sees a relaxation applied on
@@ -502,12 +601,28 @@ static void on_mode_change(tl_loop *l, const tl_rec_view *v) {
 }
 
 static void apply_meaning(tl_loop *l, const tl_rec_view *v) {
+    tl_peer_on_record(&l->peer, v); /* CHECKPOINT state hashes, for peers */
+    if (v->kind == TL_KIND_CHECKPOINT)
+        tl_ledger_checkpoint(&l->ledger, v); /* running totals: the ledger sums' anchor */
     switch (v->kind) {
         case TL_KIND_SYMBOL:
             if (v->body != NULL) {
                 const char *name = (const char *)v->body;
                 size_t n = strnlen(name, TL_SYMBOL_NAME_MAX);
+                const tl_sym *old = tl_symtab_find(&l->syms, v->symbol);
+                bool known = old != NULL && old->has_name &&
+                             strnlen(old->name, sizeof old->name) == n &&
+                             memcmp(old->name, name, n) == 0;
                 tl_symtab_name(&l->syms, v->symbol, name, n);
+                if (!known && v->symbol != 0) {
+                    /* Names reach the control thread once (segments restate them). */
+                    tl_out o;
+                    memset(&o, 0, sizeof o);
+                    o.type = TL_OUT_SYMBOL;
+                    o.u.symbol.id = v->symbol;
+                    memcpy(o.u.symbol.name, name, n);
+                    out(l, &o);
+                }
             }
             break;
         case TL_KIND_MODE_CHANGE:
@@ -580,6 +695,7 @@ static void lag_check(tl_loop *l) {
 static void drop_provisional(tl_loop *l) {
     l->c.ring_undurable_dropped +=
         tl_window_drop_above(&l->log.win, l->durable_seq, TL_WIN_SRC_RING);
+    tl_peer_drop_above(&l->peer, l->durable_seq);
     lag_reset(l);
     l->ring.anchored = false;
 }
@@ -594,6 +710,8 @@ static void poll_engine(tl_loop *l) {
     l->engine = st;
     if (st.durable_valid && st.durable_seq > l->durable_seq)
         l->durable_seq = st.durable_seq;
+    if (st.durable_valid && !st.durable_read_failed)
+        l->durable_read_ns = l->now_ns;
     uint64_t stale_ns = l->cfg.engine_stale_ms * 1000000ull;
     bool stale = st.heartbeat_mono_ns == 0 || l->now_ns > st.heartbeat_mono_ns + stale_ns;
     if (stale && !l->engine_stale) {
@@ -665,6 +783,7 @@ static void on_wal(tl_loop *l, const tl_wal_ev *ev) {
         case TL_WAL_EV_RECORD: {
             l->c.records_wal++;
             clear_tentative(l);
+            tl_ledger_wal_record(&l->ledger, ev->view.seq); /* the first starts the sums */
             tl_stream_result r = tl_stream_record(&l->wal, &ev->view, &ev->loc);
             if (r.seen == TL_SEEN_FIRST)
                 apply_meaning(l, &ev->view);
@@ -723,6 +842,81 @@ static void tentative_check(tl_loop *l) {
     }
 }
 
+/* ---- peers (core/peer.h) ---- */
+
+/* The stream whose current leader is the newest: the ring runs ahead. */
+static const tl_stream *leader_stream(const tl_loop *l) {
+    const tl_stream *r = &l->ring, *w = &l->wal;
+    if (r->leader_known && (!w->leader_known || r->fence > w->fence))
+        return r;
+    return w->leader_known ? w : NULL;
+}
+
+static void peer_local(const tl_loop *l, tl_peer_local *p) {
+    memset(p, 0, sizeof *p);
+    p->now_ns = l->now_ns;
+    p->now_real_ns = l->now_real_ns;
+    /* The durable history: durable at the engine and read in order from
+     * its WAL, so the window holds it. */
+    uint64_t wal_read = l->wal.anchored ? l->wal.expected_seq - 1 : 0;
+    p->durable_seq = l->cfg.ring && l->durable_seq < wal_read ? l->durable_seq : wal_read;
+    p->fence = tl_loop_fence(l);
+    p->attached = l->engine.attached;
+    p->stale = l->engine_stale;
+    const tl_stream *s = leader_stream(l);
+    p->leader_known = s != NULL;
+    if (l->engine.attached && !tl_id_is_zero(l->engine.engine_id)) {
+        p->self_id = l->engine.engine_id;
+        p->is_leader = s != NULL && !l->engine_stale &&
+                       memcmp(s->leader_id, l->engine.engine_id, TL_ID_BYTES) == 0;
+    }
+}
+
+static uint32_t peer_step(tl_loop *l) {
+    if (l->cfg.peer.node_count == 0)
+        return 0;
+    tl_peer_local loc;
+    peer_local(l, &loc);
+    uint32_t work = 0;
+    if (l->ops.peer_poll != NULL) {
+        tl_peer_ev ev;
+        for (uint32_t i = 0; i < l->cfg.budget && l->ops.peer_poll(l->ops.ctx, loc.self_id, &ev);
+             i++, work++)
+            tl_peer_receive(&l->peer, &loc, &ev);
+    }
+    return work + tl_peer_tick(&l->peer, &loc, l->ops.peer_send, l->ops.ctx);
+}
+
+/* ---- the settlement ledger (core/ledger.h) ---- */
+
+/* The fold follows the durable log; replies wait at the front of their queue
+ * while tl_ledger_reply holds them. Runs after the engine's durable seq was
+ * read this step, so LEDGER_AHEAD is judged against a read made after the
+ * reply arrived (durable_read_ns). Without a ring (xwal1) the WAL read in
+ * order is the durable log. */
+static uint32_t ledger_step(tl_loop *l) {
+    if (!l->cfg.ledger.enabled)
+        return 0;
+    uint64_t wal_read = l->wal.anchored ? l->wal.expected_seq - 1 : 0;
+    bool ring = l->ops.engine_status != NULL;
+    uint64_t durable = ring ? l->durable_seq : wal_read;
+    uint64_t read_ns = ring ? l->durable_read_ns : l->now_ns;
+    uint32_t work = tl_ledger_fold(&l->ledger, durable, wal_read);
+    if (l->ops.ledger_front != NULL) {
+        /* Bounded: the queue holds a few replies (one per poll). */
+        for (uint32_t i = 0; i < 16; i++) {
+            const tl_ledger_wm *wm = l->ops.ledger_front(l->ops.ctx);
+            if (wm == NULL ||
+                !tl_ledger_reply(&l->ledger, wm, l->now_ns, l->now_real_ns, durable, read_ns))
+                break;
+            l->ops.ledger_pop(l->ops.ctx);
+            work++;
+        }
+    }
+    tl_ledger_tick(&l->ledger, l->now_ns);
+    return work;
+}
+
 /* ---- replies and retries ---- */
 
 static void on_reply(tl_loop *l, const tl_cmd_reply *r) {
@@ -771,11 +965,22 @@ static uint32_t retries(tl_loop *l) {
 
 static void on_ctl(tl_loop *l, tl_ctl_msg *m) {
     switch (m->type) {
-        case TL_CTL_POLICY:
+        case TL_CTL_POLICY: {
             l->policy.cfg.action = m->action;
             l->policy.cfg.dry_run = m->dry_run;
             l->policy.cfg.armed = m->armed;
+            /* The kill switch's answer: in force from this step on. */
+            tl_out o;
+            memset(&o, 0, sizeof o);
+            o.type = TL_OUT_CTL_ACK;
+            o.u.ack.ctl_type = TL_CTL_POLICY;
+            o.u.ack.action = l->policy.cfg.action;
+            o.u.ack.dry_run = l->policy.cfg.dry_run;
+            o.u.ack.armed = l->policy.cfg.armed;
+            o.u.ack.token = m->token;
+            out(l, &o);
             break;
+        }
         case TL_CTL_MODE:
         case TL_CTL_ACTION: {
             tl_action a = m->act;
@@ -783,6 +988,21 @@ static void on_ctl(tl_loop *l, tl_ctl_msg *m) {
                 tl_sym *s = tl_symtab_by_name(&l->syms, a.symbol_name, strlen(a.symbol_name));
                 if (s != NULL)
                     a.symbol = s->id;
+            }
+            if (a.symbol == 0 && strcmp(a.symbol_name, "*") != 0) {
+                /* A name the log never declared. Acting on `*` instead would
+                 * widen a manual halt to every symbol, and a relaxation to a
+                 * global one: refused, and said so. */
+                a.detect_ns = l->now_ns;
+                a.planned_ns = l->now_ns;
+                a.state = TL_ACT_PLANNED;
+                l->c.actions_planned++;
+                out_action(l, &a);
+                a.state = TL_ACT_BLOCKED;
+                a.block = TL_BLOCK_SYMBOL_NOT_ALLOWED;
+                l->c.actions_blocked[TL_BLOCK_SYMBOL_NOT_ALLOWED]++;
+                out_action(l, &a);
+                break;
             }
             if (a.symbol != 0) {
                 /* describe() widens an unnamed scope; a named manual scope
@@ -840,6 +1060,21 @@ static void on_ctl(tl_loop *l, tl_ctl_msg *m) {
     }
 }
 
+void tl_loop_warm(tl_loop *l) {
+    tl_finding f;
+    tl_finding_init(&f, TL_CHECK_FORK);
+    f.seq = tl_loop_last_delivered(l);
+    tl_action acts[4];
+    int n = tl_policy_plan(&f, l->cfg.dialect, acts, 4);
+    for (int i = 0; i < n; i++) {
+        name_scope(l, &acts[i]);
+        l->warm_sink ^= (uint64_t)tl_policy_gate(&l->policy, &acts[i], &l->syms, l->now_ns);
+        l->warm_sink ^= (uint64_t)(inflight_covering(l, &acts[i]) != NULL);
+        describe(l, &acts[i]);
+        l->warm_sink ^= (uint64_t)(unsigned char)acts[i].reason[0];
+    }
+}
+
 uint32_t tl_loop_step(tl_loop *l, uint64_t now_mono_ns, uint64_t now_real_ns) {
     TL_ASSERT(now_mono_ns >= l->now_ns);
     l->now_ns = now_mono_ns;
@@ -873,6 +1108,9 @@ uint32_t tl_loop_step(tl_loop *l, uint64_t now_mono_ns, uint64_t now_real_ns) {
     tl_wal_ev wev;
     for (uint32_t i = 0; i < budget && l->ops.wal_poll(l->ops.ctx, &wev); i++, work++)
         on_wal(l, &wev);
+
+    work += peer_step(l);
+    work += ledger_step(l);
 
     tl_cmd_reply r;
     for (uint32_t i = 0; i < budget && l->ops.reply_poll(l->ops.ctx, &r); i++, work++)

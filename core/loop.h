@@ -26,6 +26,8 @@
 #include <stdint.h>
 
 #include "finding.h"
+#include "ledger.h"
+#include "peer.h"
 #include "policy.h"
 #include "record.h"
 #include "segment.h"
@@ -84,6 +86,8 @@ typedef struct tl_engine_status {
     uint64_t durable_seq;         /* wal_durable_seq (0 = none yet) */
     uint64_t durable_segment_seq; /* wal_durable_segment_first_seq */
     uint64_t durable_offset;      /* wal_durable_offset */
+    bool durable_read_failed;     /* this read was torn or odd: durable_seq is an older snapshot */
+    uint8_t engine_id[TL_ID_BYTES]; /* the ring header's engine_id: our peer node id */
 } tl_engine_status;
 
 /* ---- the control thread's queue into the loop ---- */
@@ -105,6 +109,7 @@ typedef struct tl_ctl_msg {
     bool dry_run;         /* POLICY */
     bool armed;           /* POLICY */
     uint64_t durable_seq; /* INCARNATION: the new object's wal_durable_seq */
+    uint64_t token;       /* POLICY: echoed in its TL_OUT_CTL_ACK */
     tl_action act;        /* MODE / RESEND / ACTION */
 } tl_ctl_msg;
 
@@ -128,6 +133,8 @@ enum tl_out_type {
     TL_OUT_BUNDLE,    /* the action table asks for a forensic bundle */
     TL_OUT_RECONNECT, /* the admin connection failed: reconnect with backoff */
     TL_OUT_STATS,     /* a periodic snapshot of the loop's counters (tallyd's hot thread) */
+    TL_OUT_SYMBOL,    /* a SYMBOL record named a symbol for the first time */
+    TL_OUT_CTL_ACK,   /* a POLICY message took effect */
 };
 
 typedef struct tl_mode_seen {
@@ -136,9 +143,25 @@ typedef struct tl_mode_seen {
     uint8_t mode;
     uint8_t prev_mode;
     uint8_t withdrawals_halted;
-    uint8_t ours; /* the id carries this tally's tag: a command of ours not pending */
+    uint8_t ours;    /* the id carries this tally's tag: a command of ours not pending */
+    uint8_t matched; /* it applied an action in flight (its APPLIED event follows) */
     uint64_t seq;
 } tl_mode_seen;
+
+/* The control thread's view of symbols and modes is built from these and
+ * from every MODE_CHANGE (tl_mode_seen), never from the loop's memory. */
+typedef struct tl_symbol_seen {
+    uint32_t id;
+    char name[TL_SYMBOL_NAME_MAX + 1];
+} tl_symbol_seen;
+
+typedef struct tl_ctl_ack {
+    uint8_t ctl_type; /* enum tl_ctl_type */
+    uint8_t action;   /* the policy now in force */
+    uint8_t dry_run;
+    uint8_t armed;
+    uint64_t token;
+} tl_ctl_ack;
 
 typedef struct tl_bundle_req {
     uint64_t incident;
@@ -193,6 +216,13 @@ typedef struct tl_loop_stats {
     uint64_t iter_hist[TL_LOOP_HIST_BUCKETS];
     uint64_t iter_sum_ns;
     uint64_t iter_samples;
+    uint64_t ring_lag_bytes; /* publish - consumer position (tally_ring_lag_bytes) */
+    /* peer datagrams (peer.md): tally_peer_rejected_total{reason} and more */
+    tl_peer_counters peer;
+    /* tally_peer_applied_seq{node}: by node, in the config's order (0: none yet) */
+    uint64_t peer_applied_seq[TL_PEER_NODES_MAX];
+    /* the settlement ledger (ledger.md): tally_ledger_seq, tally_settlement_lag_* */
+    tl_ledger_stats ledger;
 } tl_loop_stats;
 
 typedef struct tl_out {
@@ -203,6 +233,8 @@ typedef struct tl_out {
         tl_mode_seen mode;
         tl_bundle_req bundle;
         tl_loop_stats stats;
+        tl_symbol_seen symbol;
+        tl_ctl_ack ack;
     } u;
 } tl_out;
 
@@ -224,6 +256,17 @@ typedef struct tl_loop_ops {
     /* Out to the control thread: false when the queue is full (the loop
      * keeps it and tries again). */
     bool (*emit)(void *ctx, const tl_out *o);
+    /* Peer datagrams (core/peer.h), both may be NULL. peer_poll: one event
+     * of the receive path, shape, identity and mac already checked (self_id:
+     * our engine_id, NULL while unknown); false when nothing is pending.
+     * peer_send: signs and sends one datagram to every peer; 0 or -1. */
+    bool (*peer_poll)(void *ctx, const uint8_t *self_id, tl_peer_ev *ev);
+    int (*peer_send)(void *ctx, const tl_peer_msg *m);
+    /* Ledger watermarks (core/ledger.h), both may be NULL: the reply at the
+     * front of the queue (NULL when empty), which stays there while the loop
+     * holds it; ledger_pop drops it once taken. */
+    const tl_ledger_wm *(*ledger_front)(void *ctx);
+    void (*ledger_pop)(void *ctx);
 } tl_loop_ops;
 
 typedef struct tl_loop_cfg {
@@ -246,6 +289,9 @@ typedef struct tl_loop_cfg {
     uint64_t tag_seed;         /* from the sidecar key: recognises our own ids */
     bool ring;                 /* a ring is configured (xwal1 engines have none) */
     tl_policy_cfg policy;
+    tl_peer_cfg peer; /* node_count 0: no peers */
+    /* the settlement ledger; enabled = false: no ledger checks */
+    tl_ledger_cfg ledger;
 } tl_loop_cfg;
 
 void tl_loop_cfg_defaults(tl_loop_cfg *c);
@@ -310,7 +356,13 @@ typedef struct tl_loop {
     uint32_t backlog_count;
     /* liveness for /healthz: the loop's last beat (mono ns), read by the control thread */
     _Atomic uint64_t beat_ns;
+    uint64_t warm_sink; /* keeps tl_loop_warm's work from being optimized away */
     tl_loop_counters c;
+    tl_peer peer; /* the peer receiver and sender (core/peer.h) */
+    /* the settlement ledger checker (core/ledger.h) */
+    tl_ledger ledger;
+    /* mono: the last successful read of wal_durable_seq (LEDGER_AHEAD) */
+    uint64_t durable_read_ns;
 } tl_loop;
 
 /* mem: tl_loop_mem_bytes(cfg) bytes, 64-aligned, owned by the caller. */
@@ -318,6 +370,12 @@ void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, vo
 
 /* One pass over every source; returns how much work it did (0 = idle). */
 uint32_t tl_loop_step(tl_loop *l, uint64_t now_mono_ns, uint64_t now_real_ns);
+
+/* Runs the planning path of an action (plan, name, gates, describe) on a
+ * synthetic finding, without effects, so that its code and data are in
+ * cache when a real halt comes: the halt path runs rarely, so it would
+ * otherwise run cold (measured: 10 us more per halt). */
+void tl_loop_warm(tl_loop *l);
 
 /* The highest seq delivered in order by either source. */
 uint64_t tl_loop_last_delivered(const tl_loop *l);

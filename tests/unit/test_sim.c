@@ -12,6 +12,19 @@
  * run must raise those, raise no SEV1/SEV2 finding that no fault explains,
  * and see every executed command APPLIED. A clean seed must act never.
  *
+ * A settlement ledger (core/ledger.h) follows the durable log and answers a
+ * watermark every 20 ms; in some seeds it carries one fault of its own
+ * (double or missing posting, ahead, rewind, a held trade: SETTLEMENT_LAG)
+ * instead of the engine's, with the action the table gives it.
+ *
+ * A peer (core/peer.h) -- a standby's tally -- tells the loop what it applied
+ * of the durable log, over a lossy, reordering link that also replays and
+ * corrupts datagrams; the loop tells it back (its sends are checked against
+ * the log). In some seeds the peer carries one fault of its own instead of
+ * the engine's: its log forks, its state hash diverges at a CHECKPOINT, it
+ * claims leadership at our fence or at an older one, or it stops following
+ * (STANDBY_LAG once it trails by more than peer.lag_records).
+ *
  * A failing seed prints itself; run it alone with TL_SIM_SEED=<n>.
  * TL_SIM_SEEDS=<n> sets how many seeds run (default 1000).
  */
@@ -51,6 +64,16 @@ static const char *const fault_names[F_COUNT] = {
 };
 
 static bool sim_verbose;
+
+/* The loop's real clock is the sim's clock plus this; records carry it too,
+ * so the ledger's lag (engine ts_ns vs real time) is measured on one clock. */
+#define SIM_REAL_BASE 1795000000000000000ull
+
+/* Engine ids: ours (the leader, in every segment header) and the peer's. */
+#define SIM_SELF 0xaa
+#define SIM_PEER 0xbb
+
+struct sim_ledger;
 
 typedef struct rec {
     uint8_t b[REC_BYTES] __attribute__((aligned(8)));
@@ -93,7 +116,7 @@ typedef struct sim {
     bool seg_pending;
     uint64_t corrupt_seq;
     /* ring */
-    uint64_t ring_order[MAXSEQ + 2];
+    uint64_t ring_order[2 * (MAXSEQ + 2)]; /* dup faults and replays publish twice */
     uint64_t ring_n;
     uint64_t ring_next;
     bool ring_attach_pending;
@@ -127,6 +150,11 @@ typedef struct sim {
     /* distinct commands seen at the engine: (cmd, scope, mode) */
     uint32_t sent_set[32];
     int sent_n;
+    struct sim_ledger *lg; /* the settlement ledger */
+    struct sim_peer *pr;   /* the peer node */
+    /* running sums over the TRADEs written, for CHECKPOINT bodies */
+    uint64_t sum_trades, sum_qty, sum_notional;
+    uint32_t wal_stall_steps; /* the tailer's reads are in flight: nothing new */
 } sim;
 
 static uint64_t rnd(sim *s) {
@@ -154,7 +182,7 @@ static void encode(sim *s, rec *r, uint64_t seq, uint64_t parent, uint64_t fence
     tl_rec_meta m = {.parent = parent,
                      .seq = seq,
                      .fence = fence,
-                     .ts_ns = s->now + 1,
+                     .ts_ns = s->now + SIM_REAL_BASE + 1,
                      .kind = kind,
                      .symbol = symbol};
     uint32_t len = tl_rec_encode(r->b, REC_BYTES, &m, body, body_len);
@@ -181,6 +209,12 @@ static void append(sim *s, uint16_t kind, uint32_t symbol, const void *body, uin
         encode(s, &s->ring[seq], seq, parent, fence, TL_KIND_TRADE, 1, &t, sizeof t);
     }
     s->parent = tl_rec_hdr_of(s->wal[seq].b)->checksum;
+    if (kind == TL_KIND_TRADE) {
+        const tl_body_trade *t = body;
+        s->sum_trades++;
+        s->sum_qty += (uint64_t)t->qty;
+        s->sum_notional += (uint64_t)t->price * (uint64_t)t->qty;
+    }
     s->made_ns[seq] = s->now;
     if (sim_verbose && (has_fault(s, F_FORK, seq) || has_fault(s, F_REORDER, seq)))
         printf("  t=%llu made fault seq %llu ring=%016llx wal=%016llx\n",
@@ -206,6 +240,36 @@ static void append(sim *s, uint16_t kind, uint32_t symbol, const void *body, uin
     s->next_seq = seq + 1;
 }
 
+/* The engine's state hash at a CHECKPOINT: a function of its seq here. */
+static void sim_state_hash(uint64_t seq, uint8_t h[32]) {
+    for (int i = 0; i < 32; i++)
+        h[i] = (uint8_t)(seq * 131u + (uint64_t)i * 7u + 1u);
+}
+
+static void append_checkpoint(sim *s) {
+    tl_body_checkpoint c;
+    memset(&c, 0, sizeof c);
+    sim_state_hash(s->next_seq, c.state_hash);
+    c.trades_total = s->sum_trades;
+    c.qty_total = s->sum_qty;
+    c.notional_total = s->sum_notional;
+    append(s, TL_KIND_CHECKPOINT, 0, &c, sizeof c);
+}
+
+/* After a restart the sums are those of the durable log. */
+static void sums_rebuild(sim *s, uint64_t upto) {
+    s->sum_trades = s->sum_qty = s->sum_notional = 0;
+    for (uint64_t q = 1; q <= upto; q++) {
+        if (!s->in_wal[q] || tl_rec_hdr_of(s->wal[q].b)->kind != TL_KIND_TRADE)
+            continue;
+        tl_body_trade t;
+        memcpy(&t, tl_rec_body(s->wal[q].b), sizeof t);
+        s->sum_trades++;
+        s->sum_qty += (uint64_t)t.qty;
+        s->sum_notional += (uint64_t)t.price * (uint64_t)t.qty;
+    }
+}
+
 static void make_record(sim *s) {
     uint32_t sym = 1 + (uint32_t)below(s, 3);
     if (s->reorder_hold) {
@@ -226,6 +290,10 @@ static void make_record(sim *s) {
             break;
         }
         case 1:
+            if (s->next_seq % 16 == 0) {
+                append_checkpoint(s);
+                break;
+            }
             append(s, TL_KIND_HEARTBEAT, 0, NULL, 0);
             break;
         default: {
@@ -283,6 +351,335 @@ static void engine_apply_due(sim *s) {
         r->ok = true;
         r->applied_seq = s->next_seq - 1;
     }
+}
+
+/* ---- the settlement ledger ---- */
+
+enum lfault { L_NONE = 0, L_DOUBLE, L_MISS, L_AHEAD, L_REWIND, L_LAG, L_COUNT };
+
+/* How often each ledger fault fired across the seeds: the run must have
+ * exercised every one (test_seeds). */
+static uint64_t lfault_fired[L_COUNT];
+static uint64_t ledger_compared_total;
+
+static const char *const lfault_names[L_COUNT] = {
+    "none", "double_post", "miss_post", "ledger_ahead", "ledger_rewind", "settlement_lag",
+};
+
+#define LG_Q     8
+#define LG_KEEP  4
+#define LG_POLL  20000000ull   /* 20 ms */
+#define LG_HOLD  1500000000ull /* L_LAG: a trade posted this late (T3 is 600 ms here) */
+#define LG_AHEAD 50u
+#define LG_SYMS  4
+
+typedef struct sim_ledger {
+    bool on;
+    uint64_t rng;
+    enum lfault fault;
+    uint64_t fault_seq;
+    bool fired;
+    uint32_t fault_symbol;
+    uint64_t hold_until_ns;
+    uint64_t lag_ns; /* how long after it was made a trade is posted */
+    uint64_t pos;    /* every durable record <= pos consumed, every TRADE posted */
+    tl_ledger_figs total;
+    tl_ledger_figs sym[LG_SYMS];
+    uint64_t next_poll_ns;
+    uint64_t poll_id;
+    tl_ledger_wm q[LG_Q]; /* replies on their way to the loop */
+    uint32_t q_head, q_count;
+    tl_ledger_wm kept[LG_KEEP]; /* the last replies served, for the rewind */
+    uint32_t kept_n;
+} sim_ledger;
+
+static uint64_t lrnd(sim_ledger *g) {
+    uint64_t z = (g->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void ledger_post(sim_ledger *g, uint32_t symbol, uint64_t qty, uint64_t notional) {
+    tl_ledger_figs_add_trade(&g->total, qty, notional);
+    if (symbol < LG_SYMS)
+        tl_ledger_figs_add_trade(&g->sym[symbol], qty, notional);
+}
+
+/* The ledger consumes the durable log in seq order and posts its trades. */
+static void ledger_advance(sim *s) {
+    sim_ledger *g = s->lg;
+    while (g->on && g->pos < s->durable) {
+        uint64_t q = g->pos + 1;
+        if (!s->in_wal[q]) { /* a seq the engine skipped (F_GAP) */
+            g->pos = q;
+            continue;
+        }
+        const tl_rec_hdr *h = tl_rec_hdr_of(s->wal[q].b);
+        if (h->kind == TL_KIND_TRADE) {
+            if (s->now < s->made_ns[q] + g->lag_ns)
+                break;
+            bool faulty = !g->fired && q >= g->fault_seq;
+            if (g->fault == L_LAG && faulty) {
+                g->fired = true;
+                g->hold_until_ns = s->now + LG_HOLD;
+            }
+            if (g->fault == L_LAG && g->fired && s->now < g->hold_until_ns)
+                break;
+            tl_body_trade t;
+            memcpy(&t, tl_rec_body(s->wal[q].b), sizeof t);
+            uint64_t qty = (uint64_t)t.qty, notional = (uint64_t)t.price * (uint64_t)t.qty;
+            int times = 1;
+            if ((g->fault == L_DOUBLE || g->fault == L_MISS) && faulty) {
+                g->fired = true;
+                g->fault_symbol = h->symbol;
+                times = g->fault == L_DOUBLE ? 2 : 0;
+            }
+            for (int k = 0; k < times; k++)
+                ledger_post(g, h->symbol, qty, notional);
+        }
+        g->pos = q;
+    }
+}
+
+/* Every 20 ms, a reply onto the loop's queue (dropped when it is full). */
+static void ledger_poll(sim *s) {
+    sim_ledger *g = s->lg;
+    if (!g->on || s->now < g->next_poll_ns)
+        return;
+    g->next_poll_ns = s->now + LG_POLL;
+    if (g->q_count == LG_Q)
+        return;
+    tl_ledger_wm *w = &g->q[(g->q_head + g->q_count) % LG_Q];
+    memset(w, 0, offsetof(tl_ledger_wm, symbols));
+    w->ledger_seq = g->pos;
+    w->checksum = g->pos != 0 ? tl_rec_hdr_of(s->wal[g->pos].b)->checksum : 0;
+    w->total = g->total;
+    for (uint32_t k = 0; k < LG_SYMS; k++) {
+        if (g->sym[k].trades == 0)
+            continue;
+        w->symbols[w->symbol_count].symbol = k;
+        w->symbols[w->symbol_count].f = g->sym[k];
+        w->symbol_count++;
+    }
+    bool normal = true;
+    if (g->fault == L_AHEAD && !g->fired && g->pos >= g->fault_seq)
+        g->fired = true;
+    if (g->fault == L_AHEAD && g->fired) {
+        w->ledger_seq = s->durable + LG_AHEAD; /* beyond what the engine made durable */
+        normal = false;
+    }
+    if (g->fault == L_REWIND && !g->fired && g->pos >= g->fault_seq && g->kept_n > 0) {
+        /* once: an older reply again, below the last one served */
+        uint64_t last = g->kept[(g->kept_n - 1) % LG_KEEP].ledger_seq;
+        for (uint32_t i = 0; i < g->kept_n && i < LG_KEEP; i++) {
+            const tl_ledger_wm *o = &g->kept[(g->kept_n - 1 - i) % LG_KEEP];
+            if (o->ledger_seq < last && o->ledger_seq > 0) {
+                memcpy(w, o, sizeof *w);
+                g->fired = true;
+                normal = false;
+                break;
+            }
+        }
+    }
+    w->poll_id = ++g->poll_id;
+    w->recv_mono_ns = s->now;
+    w->recv_real_ns = s->now + SIM_REAL_BASE;
+    w->ts_ns = w->recv_real_ns;
+    if (normal)
+        memcpy(&g->kept[g->kept_n++ % LG_KEEP], w, sizeof *w);
+    g->q_count++;
+}
+
+static const tl_ledger_wm *ledger_front(void *ctx) {
+    sim *s = ctx;
+    return s->lg->q_count > 0 ? &s->lg->q[s->lg->q_head] : NULL;
+}
+
+static void ledger_pop(void *ctx) {
+    sim *s = ctx;
+    assert_true(s->lg->q_count > 0);
+    s->lg->q_head = (s->lg->q_head + 1) % LG_Q;
+    s->lg->q_count--;
+}
+
+/* ---- the peer: a standby's tally ---- */
+
+enum pfault { P_NONE = 0, P_FORK, P_HASH, P_DUAL, P_STALE, P_LAG, P_COUNT };
+
+static uint64_t pfault_fired[P_COUNT];
+static uint64_t peer_compared_total, peer_sent_total, peer_held_total;
+
+static const char *const pfault_names[P_COUNT] = {
+    "none", "peer_fork", "peer_hash", "peer_dual_leader", "peer_stale_leader", "peer_lag",
+};
+
+#define PR_Q   256
+#define PR_LAG 300 /* peer.lag_records here */
+
+typedef struct sim_peer {
+    bool on;
+    uint64_t rng;
+    enum pfault fault;
+    uint64_t fault_seq;
+    bool fired; /* its fault showed in a datagram */
+    bool stuck; /* it stopped following (P_HASH after its divergence, P_LAG) */
+    uint64_t applied;
+    uint64_t counter;
+    uint64_t step;
+    struct {
+        uint64_t due_step;
+        tl_peer_ev ev;
+    } q[PR_Q];
+    uint32_t q_head, q_count;
+    uint64_t sent;     /* datagrams our loop sent it */
+    uint64_t sent_bad; /* ... that said something untrue of the log */
+    char why[128];
+} sim_peer;
+
+static uint64_t prnd(sim_peer *p) {
+    uint64_t z = (p->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void peer_enqueue(sim_peer *p, const tl_peer_ev *ev, uint64_t delay_steps) {
+    if (p->q_count == PR_Q)
+        return; /* a full link drops */
+    uint32_t i = (p->q_head + p->q_count) % PR_Q;
+    p->q[i].due_step = p->step + delay_steps;
+    p->q[i].ev = *ev;
+    p->q_count++;
+}
+
+/* One datagram about seq of the durable log, as the standby has it. */
+static void peer_say(sim *s, uint16_t kind, uint64_t seq, bool divergent) {
+    sim_peer *p = s->pr;
+    tl_peer_ev ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = TL_PEER_EV_DGRAM;
+    tl_peer_msg *m = &ev.msg;
+    const tl_rec_hdr *h = tl_rec_hdr_of(s->wal[seq].b);
+    m->kind = kind;
+    m->role = TL_PEER_STANDBY;
+    memset(m->node_id, SIM_PEER, TL_ID_BYTES);
+    m->counter = ++p->counter;
+    m->ts_ns = s->now + SIM_REAL_BASE;
+    m->applied_seq = seq;
+    m->applied_checksum = h->checksum;
+    m->fence = h->fence;
+    if (kind == TL_PEER_CHECKPOINT)
+        memcpy(m->state_hash, tl_rec_body(s->wal[seq].b), TL_STATE_HASH_BYTES);
+    if (p->fault == P_FORK && seq >= p->fault_seq) {
+        m->applied_checksum ^= 1; /* its log forked at fault_seq */
+        p->fired = true;
+    }
+    if (p->fault == P_HASH && p->stuck && seq == p->applied) {
+        /* its own CHECKPOINT: another state, so another record */
+        m->applied_checksum ^= 2;
+        if (kind == TL_PEER_CHECKPOINT)
+            m->state_hash[0] ^= 1;
+    }
+    if ((p->fault == P_DUAL || p->fault == P_STALE) && s->next_seq > p->fault_seq) {
+        m->role = TL_PEER_LEADER;
+        m->fence = p->fault == P_DUAL ? s->fence : s->fence - 1;
+        p->fired = true;
+    }
+    if (divergent) {
+        peer_enqueue(p, &ev, 0); /* the fact itself is never lost */
+        return;
+    }
+    uint64_t r = prnd(p) % 100;
+    if (r < 5)
+        return; /* lost */
+    if (r < 7)
+        m->ts_ns -= 5000000000ull; /* a skewed clock: stale */
+    uint64_t delay = prnd(p) % 3;
+    peer_enqueue(p, &ev, delay);
+    if (r == 7)
+        peer_enqueue(p, &ev, delay + 2); /* delivered twice: a replay */
+}
+
+/* The standby follows the durable log, a little behind; it beats about
+ * every other step and sends a CHECKPOINT for each CHECKPOINT it applies. */
+static void peer_step(sim *s) {
+    sim_peer *p = s->pr;
+    if (!p->on)
+        return;
+    p->step++;
+    /* noise from its stream: our WAL tailer is slow for a few steps, so
+     * the peer reports seqs the loop has not read yet (held) */
+    if (s->wal_stall_steps > 0)
+        s->wal_stall_steps--;
+    else if (prnd(p) % 50 == 0)
+        s->wal_stall_steps = 1 + (uint32_t)(prnd(p) % 8);
+    uint64_t back = prnd(p) % 30;
+    uint64_t target = s->durable > back ? s->durable - back : 0;
+    while (!p->stuck && p->applied < target) {
+        uint64_t q = p->applied + 1;
+        if (p->fault == P_LAG && q >= p->fault_seq) {
+            p->stuck = true;
+            p->fired = true;
+            break;
+        }
+        p->applied = q;
+        if (!s->in_wal[q] || tl_rec_hdr_of(s->wal[q].b)->kind != TL_KIND_CHECKPOINT)
+            continue;
+        bool div = p->fault == P_HASH && q >= p->fault_seq;
+        if (div) {
+            p->stuck = true;
+            p->fired = true;
+        }
+        peer_say(s, TL_PEER_CHECKPOINT, q, div);
+    }
+    uint64_t a = p->applied;
+    while (a > 0 && !s->in_wal[a])
+        a--; /* a seq the log skipped (F_GAP) */
+    if (a > 0 && prnd(p) % 2 == 0)
+        peer_say(s, TL_PEER_HEARTBEAT, a, false);
+    if (prnd(p) % 400 == 0) {
+        /* junk on the wire, turned away before the loop */
+        tl_peer_ev ev;
+        memset(&ev, 0, sizeof ev);
+        ev.type = TL_PEER_EV_REJECT;
+        ev.reason = (uint8_t)(1 + prnd(p) % 3);
+        peer_enqueue(p, &ev, 0);
+    }
+}
+
+static bool peer_poll(void *ctx, const uint8_t *self_id, tl_peer_ev *ev) {
+    sim *s = ctx;
+    sim_peer *p = s->pr;
+    if (self_id != NULL && self_id[0] != SIM_SELF) {
+        p->sent_bad++;
+        snprintf(p->why, sizeof p->why, "self id %02x", self_id[0]);
+    }
+    if (p->q_count == 0 || p->q[p->q_head].due_step > p->step)
+        return false;
+    *ev = p->q[p->q_head].ev;
+    p->q_head = (p->q_head + 1) % PR_Q;
+    p->q_count--;
+    return true;
+}
+
+/* What our tally tells its peers must be true of the durable log. */
+static int peer_send(void *ctx, const tl_peer_msg *m) {
+    sim *s = ctx;
+    sim_peer *p = s->pr;
+    p->sent++;
+    uint64_t q = m->applied_seq;
+    bool ok = q >= 1 && q <= s->durable && s->in_wal[q] &&
+              m->applied_checksum == tl_rec_hdr_of(s->wal[q].b)->checksum &&
+              m->node_id[0] == SIM_SELF && m->role == TL_PEER_LEADER &&
+              m->ts_ns == s->now + SIM_REAL_BASE;
+    if (ok && m->kind == TL_PEER_CHECKPOINT)
+        ok = tl_rec_hdr_of(s->wal[q].b)->kind == TL_KIND_CHECKPOINT &&
+             memcmp(m->state_hash, tl_rec_body(s->wal[q].b), TL_STATE_HASH_BYTES) == 0;
+    if (!ok && p->sent_bad++ == 0)
+        snprintf(p->why, sizeof p->why, "sent kind %u seq %llu role %u", m->kind,
+                 (unsigned long long)q, m->role);
+    return 0;
 }
 
 /* ---- the loop's ops ---- */
@@ -350,7 +747,7 @@ static bool ring_poll(void *ctx, uint64_t last_delivered, tl_src_ring_ev *ev) {
 static bool wal_poll(void *ctx, tl_wal_ev *ev) {
     sim *s = ctx;
     memset(ev, 0, sizeof *ev);
-    if (s->wal_next >= s->wal_n)
+    if (s->wal_next >= s->wal_n || s->wal_stall_steps > 0)
         return false;
     uint64_t seq = s->wal_order[s->wal_next];
     if (seq > s->durable)
@@ -364,6 +761,7 @@ static bool wal_poll(void *ctx, tl_wal_ev *ev) {
         if (!s->seg_pending) {
             memset(&s->seg_hdr, 0, sizeof s->seg_hdr);
             s->seg_hdr.segment_index = s->seg_index++;
+            memset(s->seg_hdr.leader_id, SIM_SELF, TL_ID_BYTES); /* the engine leads */
             s->seg_hdr.first_seq = seq;
             s->seg_hdr.prev_checksum = tl_rec_hdr_of(s->wal[seq].b)->parent;
             /* the fence in force before the segment's first record */
@@ -432,6 +830,7 @@ static void engine_status(void *ctx, tl_engine_status *st) {
     st->heartbeat_mono_ns = s->heartbeat_ns;
     st->durable_valid = true;
     st->durable_seq = s->durable;
+    memset(st->engine_id, SIM_SELF, TL_ID_BYTES);
 }
 
 static int send_cmd(void *ctx, const tl_action *a, uint64_t now_real) {
@@ -565,6 +964,7 @@ static void sim_step(sim *s, tl_loop *l, uint64_t total, bool make, bool laps, b
         s->ring_n = s->ring_next; /* the rest of the old ring is never read */
         s->next_seq = d + 1;
         s->parent = tl_rec_hdr_of(s->wal[d].b)->checksum;
+        sums_rebuild(s, d);
         s->incarnation_durable = d;
         s->replay_seq = 0;
     }
@@ -575,7 +975,10 @@ static void sim_step(sim *s, tl_loop *l, uint64_t total, bool make, bool laps, b
         if (replays && s->durable > 3)
             s->replay_seq = s->durable - 1;
     }
-    tl_loop_step(l, s->now, s->now + 1795000000000000000ull);
+    ledger_advance(s);
+    ledger_poll(s);
+    peer_step(s);
+    tl_loop_step(l, s->now, s->now + SIM_REAL_BASE);
 }
 
 static uint32_t key_of(uint8_t c, uint8_t mode, uint32_t scope) {
@@ -655,6 +1058,37 @@ static int run_seed(uint64_t seed, bool verbose) {
     bool laps = below(s, 2) == 0;
     bool restarts = below(s, 3) == 0;
     bool replays = below(s, 2) == 0;
+    /* The ledger draws from its own stream: the engine's history of a seed
+     * stays what it was. A ledger fault takes the place of the engine's; a
+     * fork makes the ledger's log differ from tally's window, so it sits
+     * those seeds out. */
+    sim_ledger *lg = calloc(1, sizeof *lg);
+    s->lg = lg;
+    lg->rng = seed * 0x9e3779b97f4a7c15ull + 7;
+    lg->on = true;
+    lg->lag_ns = 1000000ull * (lrnd(lg) % 20);
+    lg->next_poll_ns = s->now + lrnd(lg) % LG_POLL;
+    if (lrnd(lg) % 4 == 0) {
+        lg->fault = (enum lfault)(1 + lrnd(lg) % (L_COUNT - 1));
+        lg->fault_seq = total / 2 + 50 + lrnd(lg) % (total / 3);
+        s->nfaults = 0;
+    }
+    for (int i = 0; i < s->nfaults; i++)
+        if (s->faults[i] == F_FORK)
+            lg->on = false;
+    /* The peer, from its own stream too. A fault of its own takes the place
+     * of the engine's and the ledger's. It follows the WAL, so a fork on
+     * the ring (two copies of a seq) would show as a peer fork as well: it
+     * sits those seeds out. */
+    sim_peer *pr = calloc(1, sizeof *pr);
+    s->pr = pr;
+    pr->rng = seed * 0x2545f4914f6cdd1dull + 11;
+    pr->on = lg->on;
+    if (pr->on && lg->fault == L_NONE && prnd(pr) % 4 == 0) {
+        pr->fault = (enum pfault)(1 + prnd(pr) % (P_COUNT - 1));
+        pr->fault_seq = total / 2 + 50 + prnd(pr) % (total / 3);
+        s->nfaults = 0;
+    }
 
     tl_loop_cfg cfg;
     tl_loop_cfg_defaults(&cfg);
@@ -663,6 +1097,15 @@ static int run_seed(uint64_t seed, bool verbose) {
     cfg.backlog = 64;
     cfg.id_seed = seed;
     cfg.tag_seed = 42;
+    cfg.ledger.enabled = lg->on;
+    cfg.ledger.fifo_trades = 4096;
+    cfg.ledger.lag_throttle_ms = 300; /* a clean ledger trails by < 200 ms here */
+    cfg.ledger.lag_halt_ms = 600;
+    if (pr->on) {
+        cfg.peer.node_count = 1;
+        memset(cfg.peer.nodes[0].node_id, SIM_PEER, TL_ID_BYTES);
+        cfg.peer.lag_records = PR_LAG;
+    }
     void *mem = tu_aligned(64, tl_loop_mem_bytes(&cfg));
     tl_loop *l = tu_aligned(64, sizeof *l);
     tl_loop_ops ops = {
@@ -676,6 +1119,10 @@ static int run_seed(uint64_t seed, bool verbose) {
         .fast_mode = fast_mode,
         .fast_withdrawals = fast_withdrawals,
         .emit = emit,
+        .ledger_front = lg->on ? ledger_front : NULL,
+        .ledger_pop = lg->on ? ledger_pop : NULL,
+        .peer_poll = pr->on ? peer_poll : NULL,
+        .peer_send = pr->on ? peer_send : NULL,
     };
     tl_loop_init(l, &cfg, &ops, mem);
     ctl_pending = false;
@@ -699,8 +1146,84 @@ static int run_seed(uint64_t seed, bool verbose) {
     bool allow_regression = false;
     for (int i = 0; i < s->nfaults; i++)
         expect_for(s, i, want, &nw, acts, &na, &allow_regression);
+    if (lg->on && lg->fired)
+        lfault_fired[lg->fault]++;
+    ledger_compared_total += l->ledger.st.compared_total;
+    if (pr->on && pr->fault != P_NONE) {
+        /* Did its fault show where the loop could see it? */
+        enum tl_check c = TL_CHECK_NONE;
+        bool split = false;
+        switch (pr->fault) {
+            case P_FORK:
+                c = TL_CHECK_PEER_LOG_FORK;
+                split = true;
+                break;
+            case P_HASH:
+                c = TL_CHECK_STATE_HASH_DIVERGENCE;
+                split = true;
+                break;
+            case P_DUAL:
+                c = TL_CHECK_DUAL_LEADER;
+                split = true;
+                break;
+            case P_STALE:
+                c = TL_CHECK_STALE_PEER_LEADER;
+                break;
+            case P_LAG:
+                /* judged at each beat against our durable seq: at the end
+                 * it trails by durable - applied */
+                if (s->durable - pr->applied <= PR_LAG)
+                    pr->fired = false;
+                c = TL_CHECK_STANDBY_LAG;
+                break;
+            default:
+                break;
+        }
+        if (pr->fired && pr->fault == P_HASH && s->durable - pr->applied > PR_LAG)
+            want[nw++] = TL_CHECK_STANDBY_LAG; /* it stopped following, and trails */
+        if (pr->fired) {
+            pfault_fired[pr->fault]++;
+            want[nw++] = c;
+            if (split) {
+                acts[na++] = key_of(TL_CMD_SET_SYMBOL_MODE, TL_MODE_HARD_HALT, 0);
+                acts[na++] = key_of(TL_CMD_WITHDRAWALS_HALT, 0, 0);
+            }
+        }
+    }
+    peer_compared_total += l->peer.c.compared;
+    peer_held_total += l->peer.c.held;
+    peer_sent_total += pr->sent;
+    if (lg->on && lg->fired) {
+        switch (lg->fault) {
+            case L_DOUBLE:
+            case L_MISS:
+                want[nw++] = lg->fault == L_DOUBLE ? TL_CHECK_LEDGER_DOUBLE_POSTING
+                                                   : TL_CHECK_LEDGER_MISSING_POSTING;
+                /* on the trade's symbol, found from the per-symbol deltas */
+                acts[na++] = key_of(TL_CMD_SET_SYMBOL_MODE, TL_MODE_CANCEL_ONLY, lg->fault_symbol);
+                acts[na++] = key_of(TL_CMD_WITHDRAWALS_HALT, 0, 0);
+                break;
+            case L_AHEAD:
+            case L_REWIND:
+                want[nw++] = lg->fault == L_AHEAD ? TL_CHECK_LEDGER_AHEAD : TL_CHECK_LEDGER_REWIND;
+                acts[na++] = key_of(TL_CMD_SET_SYMBOL_MODE, TL_MODE_CANCEL_ONLY, 0);
+                acts[na++] = key_of(TL_CMD_WITHDRAWALS_HALT, 0, 0);
+                break;
+            case L_LAG:
+                want[nw++] = TL_CHECK_SETTLEMENT_LAG;
+                acts[na++] = key_of(TL_CMD_SET_SYMBOL_MODE, TL_MODE_SOFT_HALT, 0);
+                break;
+            default:
+                break;
+        }
+    }
     int bad = 0;
     char why[512] = "";
+    if (pr->sent_bad != 0) {
+        snprintf(why + strlen(why), sizeof why - strlen(why), " peer: %llu untrue (%s);",
+                 (unsigned long long)pr->sent_bad, pr->why);
+        bad = 1;
+    }
     for (int i = 0; i < nw; i++) {
         if (s->sev_findings[want[i]] == 0) {
             snprintf(why + strlen(why), sizeof why - strlen(why), " missing %s;",
@@ -754,6 +1277,20 @@ static int run_seed(uint64_t seed, bool verbose) {
         printf("seed %llu: faults", (unsigned long long)seed);
         for (int i = 0; i < s->nfaults; i++)
             printf(" %s@%llu", fault_names[s->faults[i]], (unsigned long long)s->fault_seq[i]);
+        if (lg->fault != L_NONE)
+            printf(" %s@%llu%s", lfault_names[lg->fault], (unsigned long long)lg->fault_seq,
+                   lg->fired ? "" : "(not fired)");
+        if (!lg->on)
+            printf(" (no ledger)");
+        if (pr->fault != P_NONE)
+            printf(" %s@%llu%s", pfault_names[pr->fault], (unsigned long long)pr->fault_seq,
+                   pr->fired ? "" : "(not seen)");
+        if (pr->on)
+            printf(" peer: sent %llu accepted %llu compared %llu held %llu rejected %llu",
+                   (unsigned long long)pr->sent, (unsigned long long)l->peer.c.accepted,
+                   (unsigned long long)l->peer.c.compared, (unsigned long long)l->peer.c.held,
+                   (unsigned long long)(l->peer.c.rejected[TL_PEER_REJ_REPLAY] +
+                                        l->peer.c.rejected[TL_PEER_REJ_STALE]));
         printf(" laps=%d restarts=%d replays=%d lapped=%llu undurable_dropped=%llu%s%s\n", laps,
                restarts, replays, (unsigned long long)l->c.ring_lapped,
                (unsigned long long)l->c.ring_undurable_dropped, bad ? " FAILED:" : "", why);
@@ -765,6 +1302,8 @@ static int run_seed(uint64_t seed, bool verbose) {
     free(s->on_ring);
     free(s->in_wal);
     free(s->ring_seen);
+    free(s->lg);
+    free(s->pr);
     free(s);
     return bad;
 }
@@ -785,6 +1324,23 @@ static void test_seeds(void **state) {
     if (failures)
         fail_msg("%d of %llu seeds failed (rerun one with TL_SIM_SEED=<n>)", failures,
                  (unsigned long long)n);
+    /* The ledger was checked, and every ledger fault was met, more than once. */
+    if (n >= 1000) {
+        assert_true(ledger_compared_total > n * 10);
+        for (int f = 1; f < L_COUNT; f++)
+            if (lfault_fired[f] < 5)
+                fail_msg("ledger fault %s fired in %llu seeds only", lfault_names[f],
+                         (unsigned long long)lfault_fired[f]);
+        /* The peer's datagrams were compared, ours were sent, and every
+         * peer fault was met, more than once. */
+        assert_true(peer_compared_total > n * 10);
+        assert_true(peer_sent_total > n * 10);
+        assert_true(peer_held_total > n);
+        for (int f = 1; f < P_COUNT; f++)
+            if (pfault_fired[f] < 5)
+                fail_msg("peer fault %s seen in %llu seeds only", pfault_names[f],
+                         (unsigned long long)pfault_fired[f]);
+    }
 }
 
 int main(void) {

@@ -422,7 +422,7 @@ static void test_xwal1_overlap_and_stale_unseen(void **state) {
     assert_int_equal(x->nf, 3);
     assert_int_equal(x->f[0].check, TL_CHECK_SEQ_REGRESSION); /* 14 overlaps with event 7 */
     assert_int_equal(x->f[0].seq, 7);
-    assert_int_equal(x->f[1].check, TL_CHECK_SEQ_REGRESSION); /* record 5: lower, unseen */
+    assert_int_equal(x->f[1].check, TL_CHECK_SEQ_REGRESSION);   /* record 5: lower, unseen */
     assert_int_equal(x->f[2].check, TL_CHECK_FENCE_REGRESSION); /* ... by a stale writer */
     free(mem);
 }
