@@ -30,6 +30,16 @@ echo "== ctest (ASan + UBSan)"
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j"$jobs" --timeout 900 -LE lint) || status=1
 
+# libFuzzer targets (clang): every parser of outside bytes, a short run each.
+if command -v clang >/dev/null; then
+    echo "== fuzz targets (clang, libFuzzer + ASan + UBSan)"
+    CC=clang cmake -S "$root" -B "$root/build-fuzz" -DTL_FUZZ=ON >/dev/null
+    cmake --build "$root/build-fuzz" -j"$jobs" --target fuzz_all
+    (cd build-fuzz && ctest --output-on-failure -j"$jobs" -L fuzz) || status=1
+else
+    echo "== fuzz targets skipped: clang is not installed"
+fi
+
 if [ $status -eq 0 ]; then
     echo "== all tests passed (release and ASan+UBSan)"
 else
