@@ -11,6 +11,7 @@
  *   resumed       answered from what the event (or the deadline) left
  *   completed     the slot goes back to the pool
  */
+#include "log.h"
 #include "api_int.h"
 
 #include <arpa/inet.h>
@@ -29,27 +30,6 @@
 #include <unistd.h>
 
 #include "core/assert.h"
-
-void api_log(const char *fmt, ...) {
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    size_t len = (size_t)n < sizeof buf - 1 ? (size_t)n : sizeof buf - 2;
-    buf[len++] = '\n';
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(2, buf + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        off += (size_t)w;
-    }
-}
 
 /* ---- ids and the ctl queue ---- */
 

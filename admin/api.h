@@ -36,7 +36,8 @@
  *   GET  /reconcile/results       ?status=MISMATCH&limit=N, newest first
  *   GET  /reconcile/{id}          one run (queued, running with progress, or done)
  *   GET  /incidents[/{id}]        findings grouped per incident, actions, bundle
- *   POST /bundle, GET /bundle/{id} 501 until admin/bundle lands
+ *   POST /bundle                  {"incident","from_seq","to_seq"}: 202 {"id","path"}
+ *   GET  /bundle/{id}             a forensic bundle's progress (admin/bundle.h)
  * Errors are {"error":{"code","message"}} with a stable snake_case code.
  */
 #ifndef TL_API_H
@@ -49,6 +50,7 @@
 
 #include "admin/audit.h"
 #include "admin/config.h"
+#include "io/webhook.h"
 #include "core/loop.h"
 #include "shm/spsc.h"
 
@@ -70,6 +72,8 @@ typedef struct tl_api_deps {
     uint8_t dialect;             /* enum tl_dialect */
     uint32_t max_symbols;
     uint64_t start_mono_ns;
+    const tl_webhook_stats *webhooks; /* alert delivery counters; NULL: no webhooks */
+    struct tl_bundle_svc *bundle;     /* forensic bundles (admin/bundle.h); NULL: none */
 } tl_api_deps;
 
 typedef struct tl_api tl_api;

@@ -64,7 +64,7 @@ static void on_mode(tl_api *a, const tl_mode_seen *m) {
             tl_jw_str(&w, "mode", tl_mode_name(m->mode));
             tl_jw_u64s(&w, "seq", m->seq);
             (void)tl_audit_append(a->deps.audit, &w, "DEADMAN_SEEN", a->now_real_ns);
-            api_log("tallyd: the engine's dead-man fired at seq %llu: global mode %s",
+            tl_logf("tallyd: the engine's dead-man fired at seq %llu: global mode %s",
                     (unsigned long long)m->seq, tl_mode_name(m->mode));
         } else if (m->mode < TL_MODE_CANCEL_ONLY) {
             a->safe_mode = false;
@@ -99,7 +99,7 @@ static void on_stats(tl_api *a, const tl_loop_stats *st) {
         enum tl_ar_verdict v =
             tl_autoresume_poll_count(&a->ar, st->ledger.lag_clean_polls, now, &act);
         if (v != a->ar_last_verdict && a->ar.state != TL_AR_IDLE)
-            api_log("tallyd: auto-resume: %s", tl_ar_verdict_name(v));
+            tl_logf("tallyd: auto-resume: %s", tl_ar_verdict_name(v));
         a->ar_last_verdict = (uint8_t)v;
         if (v == TL_AR_RESUME) {
             tl_ctl_msg m;
@@ -128,6 +128,7 @@ static void on_stats(tl_api *a, const tl_loop_stats *st) {
 void api_events_on_out(tl_api *a, const tl_out *o) {
     tl_metrics_on_out(&a->metrics, o);
     tl_incidents_on_out(&a->incidents, o, a->now_real_ns);
+    api_bundle_on_out(a, o); /* after the incident: it links the bundle */
     switch (o->type) {
         case TL_OUT_FINDING:
             tl_canary_on_finding(&a->canary, &o->u.finding, a->now_mono_ns);
@@ -196,7 +197,7 @@ static void audit_note(tl_api *a, const tl_canary_note *n) {
     tl_jw_str(&w, "ticket", a->canary.ticket);
     (void)tl_audit_append(a->deps.audit, &w, tl_canary_note_name(n->kind), a->now_real_ns);
     if (n->kind != TL_NOTE_PIN)
-        api_log("tallyd: resume: %s %s%s%s", tl_canary_note_name(n->kind), n->symbol,
+        tl_logf("tallyd: resume: %s %s%s%s", tl_canary_note_name(n->kind), n->symbol,
                 n->detail[0] != '\0' ? ": " : "", n->detail);
     if (n->kind == TL_NOTE_CANARY_PASSED)
         a->metrics.canary_passed++;
@@ -205,6 +206,7 @@ static void audit_note(tl_api *a, const tl_canary_note *n) {
 }
 
 void api_events_pass(tl_api *a) {
+    api_bundle_pass(a);
     tl_rc_done d;
     while (tl_reconcile_poll_done(a->reconcile, &d)) {
         a->metrics.reconcile_runs++;
@@ -219,7 +221,7 @@ void api_events_pass(tl_api *a) {
         tl_jw_u64s(&w, "from_seq", d.from_seq);
         tl_jw_u64s(&w, "to_seq", d.to_seq);
         (void)tl_audit_append(a->deps.audit, &w, "RECONCILE_DONE", a->now_real_ns);
-        api_log("tallyd: reconcile %s [%llu, %llu]: %s (%llu findings, %llu records)", d.id,
+        tl_logf("tallyd: reconcile %s [%llu, %llu]: %s (%llu findings, %llu records)", d.id,
                 (unsigned long long)d.from_seq, (unsigned long long)d.to_seq,
                 tl_rc_status_name(d.status), (unsigned long long)d.findings,
                 (unsigned long long)d.records);
@@ -333,4 +335,5 @@ void api_metrics_extra(tl_api *a, tl_metrics_extra *x) {
         x->audit_queued = a->deps.audit->queue_count;
     }
     x->safe_mode = a->safe_mode;
+    x->webhooks = a->deps.webhooks;
 }

@@ -264,6 +264,8 @@ static void degraded_reason(tl_api *a, char *out, size_t cap) {
                  a->deps.audit->queue_count);
     else if (a->safe_mode)
         snprintf(out, cap, "the engine is in its dead-man safe mode");
+    else if (a->cfg->lease_endpoint[0] != '\0' && st->lease.unreachable)
+        snprintf(out, cap, "the lease authority cannot be reached (LEASE_UNREACHABLE)");
 }
 
 static enum MHD_Result h_capabilities(api_ctx *x) {
@@ -292,6 +294,8 @@ static enum MHD_Result h_capabilities(api_ctx *x) {
         tl_jb_str(&b, NULL, "auto_resume");
     if (c->ledger_url[0] != '\0')
         tl_jb_str(&b, NULL, "ledger");
+    if (c->lease_endpoint[0] != '\0')
+        tl_jb_str(&b, NULL, "lease");
     if (c->peer_count > 0)
         tl_jb_str(&b, NULL, "peers");
     if (a->have_token)
@@ -342,8 +346,12 @@ static enum MHD_Result h_capabilities(api_ctx *x) {
               since(now, st->ledger.last_recv_ns), true);
     if (c->lease_endpoint[0] == '\0')
         input(&b, "lease", "not configured", 0, false);
+    else if (!have || (st->lease.last_ok_ns == 0 && !st->lease.unreachable))
+        input(&b, "lease", "no reading yet", 0, false);
     else
-        input(&b, "lease", "configured", 0, false);
+        input(&b, "lease", st->lease.unreachable ? "unreachable" : "ok",
+              since(now, st->lease.last_ok_ns != 0 ? st->lease.last_ok_ns : a->deps.start_mono_ns),
+              true);
     if (c->peer_count == 0)
         input(&b, "peers", "not configured", 0, false);
     else if (a->peer_changed_ns == 0)
@@ -478,7 +486,7 @@ static enum MHD_Result h_policy_post(api_ctx *x) {
         tl_jw_str(&w, "reason", reason);
     (void)tl_audit_append(a->deps.audit, &w, "POLICY", a->now_real_ns);
     (void)tl_audit_sync(a->deps.audit);
-    api_log("tallyd: policy -> action=%s dry_run=%s armed=%s (stage %s) via %s",
+    tl_logf("tallyd: policy -> action=%s dry_run=%s armed=%s (stage %s) via %s",
             action_name(action), dry_run ? "true" : "false", armed ? "true" : "false",
             stage_of(action, dry_run, armed), x->r->tcp ? "tcp" : "unix");
     a->pol_action = action;
@@ -575,7 +583,7 @@ static enum MHD_Result h_mode_post(api_ctx *x) {
     tl_jw_str(&w, "via", x->r->tcp ? "tcp" : "unix");
     (void)tl_audit_append(a->deps.audit, &w, "MANUAL_MODE", a->now_real_ns);
     (void)tl_audit_sync(a->deps.audit);
-    api_log("tallyd: manual escalation %s %s (ticket %s)", act.symbol_name, tl_mode_name(act.mode),
+    tl_logf("tallyd: manual escalation %s %s (ticket %s)", act.symbol_name, tl_mode_name(act.mode),
             act.ticket);
     x->r->wait = API_WAIT_ACTION;
     memcpy(x->r->id, act.id, TL_ID_BYTES);
@@ -951,11 +959,10 @@ enum MHD_Result api_route(api_ctx *x) {
             return h_incident_one(x, u + 11);
     } else if (strcmp(u, "/bundle") == 0 || strncmp(u, "/bundle/", 8) == 0) {
         allowed = strcmp(u, "/bundle") == 0 ? M_POST : M_GET;
-        if ((allowed == M_POST && post) || (allowed == M_GET && get))
-            return api_send_error(x, 501, "not_implemented",
-                                  "forensic bundles are not built into this tallyd yet "
-                                  "(admin/bundle); the incident's BUNDLE_REQUESTED lines are in "
-                                  "the audit log");
+        if (allowed == M_POST && post)
+            return api_bundle_post(x);
+        if (allowed == M_GET && get && u[8] != '\0')
+            return api_bundle_get(x, u + 8);
     } else {
         return api_send_error(x, 404, "not_found", "no endpoint %s", u);
     }

@@ -14,6 +14,7 @@
 #include "admin/api_json.h"
 #include "admin/incidents.h"
 #include "admin/metrics.h"
+#include "admin/log.h"
 #include "admin/reconcile.h"
 #include "core/canary.h"
 
@@ -106,7 +107,6 @@ struct tl_api {
 };
 
 /* api.c */
-void api_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Wakes suspended requests whose wait an event ended. */
 void api_wake_policy(struct tl_api *a, uint64_t acked_token);
 void api_wake_action(struct tl_api *a, const uint8_t id[TL_ID_BYTES]);
@@ -125,6 +125,13 @@ enum MHD_Result api_route(api_ctx *x);
 enum MHD_Result api_send_json(api_ctx *x, unsigned status, tl_jb *b);
 enum MHD_Result api_send_error(api_ctx *x, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* api_bundle.c: POST /bundle, GET /bundle/{id}, the loop's bundle requests,
+ * the export service's events (each pass). */
+enum MHD_Result api_bundle_post(api_ctx *x);
+enum MHD_Result api_bundle_get(api_ctx *x, const char *id);
+void api_bundle_on_out(struct tl_api *a, const tl_out *o);
+void api_bundle_pass(struct tl_api *a);
 
 /* api_events.c */
 void api_events_init(struct tl_api *a);

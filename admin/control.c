@@ -13,6 +13,7 @@
  *   - every second persists the WAL position tally would restart from and
  *     stores it as consumer_wal_seq.
  */
+#include "log.h"
 #include "daemon.h"
 
 #include <errno.h>
@@ -27,27 +28,6 @@
 #include <unistd.h>
 
 #include "core/assert.h"
-
-__attribute__((format(printf, 1, 2))) static void logf_(const char *fmt, ...) {
-    char buf[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    size_t len = (size_t)n < sizeof buf - 1 ? (size_t)n : sizeof buf - 2;
-    buf[len++] = '\n';
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(2, buf + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return; /* stderr is gone: nothing better to do */
-        off += (size_t)w;
-    }
-}
 
 static bool id_known(const tl_daemon *d, const uint8_t id[TL_ID_BYTES]) {
     const tl_audit_recovery *r = d->recovery;
@@ -77,7 +57,7 @@ static void on_out(tl_daemon *d, const tl_out *o, uint64_t now_real) {
             (void)tl_audit_finding(&d->audit, f, now_real);
             if (f->severity >= TL_SEV_DEGRADED) {
                 tl_finding_json(f, buf, sizeof buf);
-                logf_("tallyd: finding %s", buf);
+                tl_logf("tallyd: finding %s", buf);
             }
             break;
         }
@@ -92,11 +72,12 @@ static void on_out(tl_daemon *d, const tl_out *o, uint64_t now_real) {
             char id[33];
             tl_admin_format_id(a->id, id);
             id[32] = '\0';
-            logf_("tallyd: action %s %s %s%s%s id=%s%s%s", tl_action_state_name(a->state),
-                  tl_cmd_name(a->cmd), a->symbol_name, a->cmd == TL_CMD_SET_SYMBOL_MODE ? " " : "",
-                  a->cmd == TL_CMD_SET_SYMBOL_MODE ? tl_mode_name(a->mode) : "",
-                  tl_id_is_zero(a->id) ? "-" : id, a->state == TL_ACT_BLOCKED ? " reason=" : "",
-                  a->state == TL_ACT_BLOCKED ? tl_block_name(a->block) : "");
+            tl_logf("tallyd: action %s %s %s%s%s id=%s%s%s", tl_action_state_name(a->state),
+                    tl_cmd_name(a->cmd), a->symbol_name,
+                    a->cmd == TL_CMD_SET_SYMBOL_MODE ? " " : "",
+                    a->cmd == TL_CMD_SET_SYMBOL_MODE ? tl_mode_name(a->mode) : "",
+                    tl_id_is_zero(a->id) ? "-" : id, a->state == TL_ACT_BLOCKED ? " reason=" : "",
+                    a->state == TL_ACT_BLOCKED ? tl_block_name(a->block) : "");
             break;
         }
         case TL_OUT_MODE_SEEN: {
@@ -120,7 +101,7 @@ static void on_out(tl_daemon *d, const tl_out *o, uint64_t now_real) {
             strcpy(a.reason, "recovered from the engine's MODE_CHANGE");
             remember_id(d, a.id);
             (void)tl_audit_action(&d->audit, &a, NULL, now_real);
-            logf_("tallyd: recovered command applied at seq %llu", (unsigned long long)m->seq);
+            tl_logf("tallyd: recovered command applied at seq %llu", (unsigned long long)m->seq);
             break;
         }
         case TL_OUT_BUNDLE: {
@@ -198,15 +179,15 @@ static void hand_over(tl_daemon *d, tl_ring_side *s, bool first) {
         struct timespec ts = {0, 100000};
         nanosleep(&ts, NULL); /* the loop drains its queue every step */
     }
-    logf_("tallyd: %s ring %s (pid %u, capacity %llu, durable seq %llu)",
-          first ? "attached to" : "new incarnation of", s->map.path, s->map.header.producer_pid,
-          (unsigned long long)s->map.capacity, (unsigned long long)snap.seq);
+    tl_logf("tallyd: %s ring %s (pid %u, capacity %llu, durable seq %llu)",
+            first ? "attached to" : "new incarnation of", s->map.path, s->map.header.producer_pid,
+            (unsigned long long)s->map.capacity, (unsigned long long)snap.seq);
 }
 
 static bool engine_lock(tl_daemon *d, const tl_ring_side *s) {
     if (d->engine_lock_fd >= 0) {
         if (memcmp(d->engine_id, s->map.header.engine_id, TL_ID_BYTES) != 0)
-            logf_("tallyd: the ring's engine_id changed");
+            tl_logf("tallyd: the ring's engine_id changed");
         return true;
     }
     memcpy(d->engine_id, s->map.header.engine_id, TL_ID_BYTES);
@@ -214,12 +195,12 @@ static bool engine_lock(tl_daemon *d, const tl_ring_side *s) {
     tl_admin_format_id(d->engine_id, hex);
     hex[32] = '\0';
     if (mkdir(d->cfg.lock_dir, 0755) != 0 && errno != EEXIST) {
-        logf_("tallyd: %s: %s", d->cfg.lock_dir, strerror(errno));
+        tl_logf("tallyd: %s: %s", d->cfg.lock_dir, strerror(errno));
         return false;
     }
     snprintf(path, sizeof path, "%s/tally-%s.lock", d->cfg.lock_dir, hex);
     if (tl_lock_file(path, &d->engine_lock_fd, err, sizeof err) != 0) {
-        logf_("tallyd: %s", err);
+        tl_logf("tallyd: %s", err);
         return false;
     }
     return true;
@@ -241,13 +222,13 @@ static void ring_attach_step(tl_daemon *d, uint64_t now) {
             return;
         }
         if (tl_ring_consumer_init(&pending->cons, &pending->map) != TL_RING_OK) {
-            logf_("tallyd: ring consumer: out of memory");
+            tl_logf("tallyd: ring consumer: out of memory");
             return;
         }
         memset(&pending->durable, 0, sizeof pending->durable);
         hand_over(d, pending, d->ring == NULL);
     } else if (e != TL_RING_OK && e != TL_RING_PENDING && e != TL_RING_ERR_NOT_FOUND) {
-        logf_("tallyd: ring %s: %s", pending->map.path, tl_ring_err_name(e));
+        tl_logf("tallyd: ring %s: %s", pending->map.path, tl_ring_err_name(e));
         tl_ring_map_close(&pending->map);
         (void)tl_ring_map_init(&pending->map, d->cfg.engine_ring);
     }
@@ -307,7 +288,7 @@ static void retired_step(tl_daemon *d, uint64_t now) {
         memset(&m, 0, sizeof m);
         m.type = TL_CTL_DUAL_PRODUCER;
         (void)tl_spsc_push(&d->ctl, &m);
-        logf_("tallyd: the replaced ring object's producer still beats: DUAL_PRODUCER");
+        tl_logf("tallyd: the replaced ring object's producer still beats: DUAL_PRODUCER");
     }
     /* Watched for 10 s (40 stale periods), then let go. */
     if (now - watch.since_ns > 10000000000ull) {
@@ -438,6 +419,7 @@ void tl_control_pass(tl_daemon *d, uint64_t now, uint64_t now_real) {
     tl_out o;
     for (int i = 0; i < 4096 && tl_spsc_pop(&d->out, &o); i++) {
         on_out(d, &o, now_real);
+        tl_alerts_on_out(d->alerts, &o, now_real); /* queued: POSTed below, never waited on */
         if (d->api != NULL)
             tl_api_on_out(d->api, &o, now, now_real);
     }
@@ -445,7 +427,13 @@ void tl_control_pass(tl_daemon *d, uint64_t now, uint64_t now_real) {
         tl_api_pass(d->api, now, now_real); /* HTTP, canary, reconcile results */
     tl_audit_tick(&d->audit, now, d->cfg.audit_max_delay_ms);
     tl_actuator_control_tick(&d->act, now);
+    /* Relaxed: this thread is ledger_q's only producer (the bundle keeps
+     * the replies pushed during this pass). */
+    uint64_t ledger_head = atomic_load_explicit(&d->ledger_q.head, memory_order_relaxed);
     tl_ledger_poll_pass(d->ledger, now); /* never blocks: curl multi */
+    tl_lease_poll_pass(d->lease, now);   /* never blocks: curl multi */
+    tl_alerts_pass(d->alerts, now);      /* never blocks: curl multi */
+    tl_bundle_note_ledger(d->bundle, &d->ledger_q, ledger_head);
     if (d->lcfg.ring) {
         ring_attach_step(d, now);
         if (now - d->last_recheck_ns >= 100000000ull) {

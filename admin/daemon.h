@@ -23,15 +23,19 @@
 #include <stdint.h>
 
 #include "admin/actuator.h"
+#include "admin/alerts.h"
 #include "admin/api.h"
 #include "admin/audit.h"
+#include "admin/bundle.h"
 #include "admin/config.h"
+#include "admin/lease_poll.h"
 #include "admin/ledger_poll.h"
 #include "core/loop.h"
 #include "io/peer_dpdk.h"
 #include "io/peer_mac.h"
 #include "io/peer_udp.h"
 #include "io/wal_tail.h"
+#include "io/xwal1_tail.h"
 #include "shm/ring.h"
 #include "shm/spsc.h"
 
@@ -67,6 +71,7 @@ typedef struct tl_daemon {
 
     /* WAL */
     tl_wal_tail *tail;
+    tl_xwal1_tailer *xtail;     /* wal.dialect "xwal1": its tailer instead of `tail` */
     _Atomic uint64_t saved_seq; /* the tailer's restart position, for the control thread */
 
     /* sink */
@@ -85,9 +90,14 @@ typedef struct tl_daemon {
     tl_spsc out;
     tl_spsc ctl;
     tl_spsc ledger_q; /* control -> loop: parsed ledger watermarks (admin/ledger_poll.h) */
+    tl_spsc lease_q;  /* control -> loop: lease readings (admin/lease_poll.h) */
 
     /* the ledger poller (control thread); NULL when ledger.url is empty */
     tl_ledger_poll *ledger;
+    /* the lease poller (control thread); NULL when lease.endpoint is empty */
+    tl_lease_poll *lease;
+    /* alert webhooks (control thread); NULL when webhooks.urls is empty */
+    tl_alerts *alerts;
 
     /* control thread state */
     tl_audit audit;
@@ -98,7 +108,8 @@ typedef struct tl_daemon {
     uint64_t last_recheck_ns;
     uint64_t last_position_ns;
     uint64_t findings_logged;
-    tl_api *api; /* the operator surface (admin/api.h): control thread only */
+    tl_api *api;           /* the operator surface (admin/api.h): control thread only */
+    tl_bundle_svc *bundle; /* forensic bundles: its own worker (admin/bundle.h) */
 
     /* lifecycle */
     _Atomic bool stop;

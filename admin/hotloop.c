@@ -182,6 +182,13 @@ static bool wal_poll(void *ctx, tl_wal_ev *ev) {
     return got;
 }
 
+/* An xwal1 log (io/xwal1_tail.h): no ring, no durable hint, and no saved
+ * position (seqs count per symbol; a restart reads the log again). */
+static bool xwal1_wal_poll(void *ctx, tl_wal_ev *ev) {
+    tl_daemon *d = ctx;
+    return d->xtail != NULL && tl_xwal1_tail_poll(d->xtail, ev);
+}
+
 /* ---- the queues ---- */
 
 static bool ctl_poll(void *ctx, tl_ctl_msg *m) {
@@ -199,6 +206,12 @@ static const tl_ledger_wm *ledger_front(void *ctx) {
 static void ledger_pop(void *ctx) {
     tl_daemon *d = ctx;
     tl_spsc_release(&d->ledger_q);
+}
+
+/* Lease readings, in the poller's order (admin/lease_poll.h). */
+static bool lease_poll(void *ctx, tl_lease_reading *r) {
+    tl_daemon *d = ctx;
+    return tl_spsc_pop(&d->lease_q, r);
 }
 
 static bool emit(void *ctx, const tl_out *o) {
@@ -245,7 +258,7 @@ void tl_hot_ops(tl_daemon *d, tl_loop_ops *ops) {
     ops->ctx = d;
     ops->ring_poll = d->lcfg.ring ? ring_poll : NULL;
     ops->engine_status = d->lcfg.ring ? engine_status : NULL;
-    ops->wal_poll = wal_poll;
+    ops->wal_poll = d->lcfg.dialect == TL_DIALECT_XWAL1 ? xwal1_wal_poll : wal_poll;
     ops->ctl_poll = ctl_poll;
     ops->emit = emit;
     ops->fast_mode = fast_mode;
@@ -258,6 +271,7 @@ void tl_hot_ops(tl_daemon *d, tl_loop_ops *ops) {
     }
     ops->ledger_front = d->lcfg.ledger.enabled ? ledger_front : NULL;
     ops->ledger_pop = d->lcfg.ledger.enabled ? ledger_pop : NULL;
+    ops->lease_poll = d->lcfg.lease.enabled ? lease_poll : NULL;
 }
 
 static void pin(tl_daemon *d) {

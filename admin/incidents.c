@@ -194,6 +194,12 @@ void tl_incidents_bundle(tl_incidents *t, uint64_t incident, const char *bundle_
         snprintf(inc->bundle_state, sizeof inc->bundle_state, "%s", state);
 }
 
+void tl_incidents_bundle_error(tl_incidents *t, uint64_t incident, const char *error) {
+    tl_incident *inc = find(t, incident);
+    if (inc != NULL)
+        snprintf(inc->bundle_error, sizeof inc->bundle_error, "%s", error != NULL ? error : "");
+}
+
 /* ---- JSON ---- */
 
 static void classes(tl_jb *b, uint8_t cls) {
@@ -262,6 +268,9 @@ static void bundle(tl_jb *b, const tl_incident *inc) {
         tl_jb_str(b, "id", inc->bundle_id);
     if (inc->bundle_path[0] != '\0')
         tl_jb_str(b, "path", inc->bundle_path);
+    if (inc->bundle_error[0] != '\0')
+        tl_jb_str(b, strcmp(inc->bundle_state, "failed") == 0 ? "error" : "degraded",
+                  inc->bundle_error);
     tl_jb_end(b);
 }
 

@@ -71,7 +71,8 @@ typedef struct tl_incident {
     uint64_t bundle_to_seq;
     char bundle_id[48];
     char bundle_path[256];
-    char bundle_state[24]; /* "requested", "exporting", "done", "failed", ... */
+    char bundle_state[24];  /* "requested", "queued", "exporting", "done", "degraded", "failed" */
+    char bundle_error[160]; /* failed: the error's name; degraded: the parts missing */
 } tl_incident;
 
 typedef struct tl_incidents {
@@ -95,6 +96,9 @@ void tl_incidents_on_out(tl_incidents *t, const tl_out *o, uint64_t now_real_ns)
 /* A bundle worker's progress for an incident (admin/bundle, when present). */
 void tl_incidents_bundle(tl_incidents *t, uint64_t incident, const char *bundle_id,
                          const char *path, const char *state);
+
+/* The bundle's named error (failed) or its degradations ("" for none). */
+void tl_incidents_bundle_error(tl_incidents *t, uint64_t incident, const char *error);
 
 const tl_incident *tl_incidents_get(const tl_incidents *t, uint64_t id);
 const tl_inc_action *tl_incidents_action(const tl_incidents *t, const uint8_t id[TL_ID_BYTES]);

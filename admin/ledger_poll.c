@@ -1,5 +1,6 @@
 /* ledger_poll.c: the ledger poller on tallyd's control thread (see
  * ledger_poll.h). */
+#include "log.h"
 #include "ledger_poll.h"
 
 #include <errno.h>
@@ -24,27 +25,6 @@ struct tl_ledger_poll {
     tl_ledger_poll_stats st;
     tl_ledger_wm scratch; /* the reply being parsed */
 };
-
-__attribute__((format(printf, 1, 2))) static void logf_(const char *fmt, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    size_t len = (size_t)n < sizeof buf - 1 ? (size_t)n : sizeof buf - 2;
-    buf[len++] = '\n';
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(2, buf + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return; /* stderr is gone */
-        off += (size_t)w;
-    }
-}
 
 static uint64_t clock_of(clockid_t id) {
     struct timespec ts;
@@ -124,14 +104,15 @@ static void outcome(tl_ledger_poll *p, int reason, const tl_ledger_response *r,
         return;
     p->last_reason = reason;
     if (reason == 0)
-        logf_("tallyd: ledger: replies accepted (ledger_seq %llu)",
-              (unsigned long long)p->st.last_ledger_seq);
+        tl_logf("tallyd: ledger: replies accepted (ledger_seq %llu)",
+                (unsigned long long)p->st.last_ledger_seq);
     else if (reason > 0)
-        logf_("tallyd: ledger: replies rejected: %s (http %ld, curl %d)",
-              tl_lc_err_name((enum tl_lc_err)reason), r->http_status, r->curl_code);
+        tl_logf("tallyd: ledger: replies rejected: %s (http %ld, curl %d)",
+                tl_lc_err_name((enum tl_lc_err)reason), r->http_status, r->curl_code);
     else
-        logf_("tallyd: ledger: replies rejected: %s at %s",
-              tl_ledger_err_name((enum tl_ledger_err) - reason), member);
+        tl_logf("tallyd: ledger: replies rejected: %s at %s",
+                tl_ledger_err_name((enum tl_ledger_err) - reason),
+                member != NULL ? member : "(reply)");
 }
 
 static void finished(tl_ledger_poll *p, const tl_ledger_response *r) {

@@ -279,6 +279,28 @@ size_t tl_metrics_render(const tl_metrics *m, const tl_metrics_extra *x, char *b
         put(&o, "tally_last_snapshot_age_seconds{input=\"ledger\"} %.6f\n",
             age_s(x->now_mono_ns,
                   st->ledger.last_recv_ns != 0 ? st->ledger.last_recv_ns : x->start_mono_ns));
+    if (x->lease_configured && m->have_stats)
+        put(&o, "tally_last_snapshot_age_seconds{input=\"lease\"} %.6f\n",
+            age_s(x->now_mono_ns,
+                  st->lease.last_ok_ns != 0 ? st->lease.last_ok_ns : x->start_mono_ns));
+    family(&o, "tally_lease_revision", "gauge",
+           "The lease authority's newest good reading: its header revision (H), the leader "
+           "key's mod_revision (R, 0 when absent).");
+    family(&o, "tally_lease_unreachable", "gauge", "1 while LEASE_UNREACHABLE holds.");
+    family(&o, "tally_lease_readings_total", "counter", "Lease readings, by outcome.");
+    if (x->lease_configured) {
+        put(&o, "tally_lease_revision{field=\"header\"} %llu\n",
+            (unsigned long long)st->lease.revision);
+        put(&o, "tally_lease_revision{field=\"mod\"} %llu\n",
+            (unsigned long long)st->lease.mod_revision);
+        put(&o, "tally_lease_unreachable %u\n", (unsigned)st->lease.unreachable);
+        put(&o, "tally_lease_readings_total{outcome=\"ok\"} %llu\n",
+            (unsigned long long)st->lease.ok_total);
+        put(&o, "tally_lease_readings_total{outcome=\"failed\"} %llu\n",
+            (unsigned long long)st->lease.failed_total);
+        put(&o, "tally_lease_readings_total{outcome=\"rejected\"} %llu\n",
+            (unsigned long long)st->lease.rejected_total);
+    }
 
     family(&o, "tally_reconcile_runs_total", "counter", "On-demand reconciles finished.");
     put(&o, "tally_reconcile_runs_total %llu\n", (unsigned long long)m->reconcile_runs);
@@ -286,6 +308,17 @@ size_t tl_metrics_render(const tl_metrics *m, const tl_metrics_extra *x, char *b
            "On-demand reconciles that found a mismatch.");
     put(&o, "tally_reconcile_runs_with_mismatch_total %llu\n",
         (unsigned long long)m->reconcile_mismatch);
+
+    family(&o, "tally_bundle_requests_total", "counter",
+           "Forensic bundles the action table asked for (SEV1 actions).");
+    put(&o, "tally_bundle_requests_total %llu\n", (unsigned long long)m->bundles_requested);
+    family(&o, "tally_bundles_total", "counter",
+           "Forensic bundle exports finished, by result (degraded: made, a part missing).");
+    put(&o, "tally_bundles_total{result=\"done\"} %llu\n",
+        (unsigned long long)(m->bundles_done - m->bundles_degraded));
+    put(&o, "tally_bundles_total{result=\"degraded\"} %llu\n",
+        (unsigned long long)m->bundles_degraded);
+    put(&o, "tally_bundles_total{result=\"failed\"} %llu\n", (unsigned long long)m->bundles_failed);
 
     hist(&o, "tally_detect_to_send_seconds", "From a finding's detection to its command's send.",
          &m->detect_to_send);
@@ -347,6 +380,21 @@ size_t tl_metrics_render(const tl_metrics *m, const tl_metrics_extra *x, char *b
     put(&o, "tally_audit_write_errors_total %llu\n", (unsigned long long)x->audit_write_errors);
     family(&o, "tally_audit_queued_lines", "gauge", "Audit lines waiting for the disk.");
     put(&o, "tally_audit_queued_lines %llu\n", (unsigned long long)x->audit_queued);
+    family(&o, "tally_webhook_sent_total", "counter",
+           "Alert webhook deliveries acknowledged (2xx), over every URL.");
+    family(&o, "tally_webhook_failed_total", "counter", "Alert webhook POST attempts that failed.");
+    family(&o, "tally_webhook_retried_total", "counter",
+           "Alert webhook POST attempts that were retries.");
+    family(&o, "tally_webhook_dropped_total", "counter",
+           "Alert webhook deliveries given up: the queue overflowed (oldest dropped) or a 4xx.");
+    family(&o, "tally_webhook_pending", "gauge", "Alert webhook deliveries still to make.");
+    if (x->webhooks != NULL) {
+        put(&o, "tally_webhook_sent_total %llu\n", (unsigned long long)x->webhooks->sent);
+        put(&o, "tally_webhook_failed_total %llu\n", (unsigned long long)x->webhooks->failed);
+        put(&o, "tally_webhook_retried_total %llu\n", (unsigned long long)x->webhooks->retried);
+        put(&o, "tally_webhook_dropped_total %llu\n", (unsigned long long)x->webhooks->dropped);
+        put(&o, "tally_webhook_pending %llu\n", (unsigned long long)x->webhooks->pending);
+    }
     family(&o, "tally_control_requests_total", "counter",
            "Control API requests answered, by status class.");
     for (unsigned k = 1; k <= 5; k++)

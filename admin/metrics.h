@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "core/loop.h"
+#include "io/webhook.h"
 
 /* The `action` label: what a command does. */
 enum tl_metric_action {
@@ -72,6 +73,9 @@ typedef struct tl_metrics {
     uint64_t deadman_expired;
     uint64_t symbols;
     uint64_t bundles_requested;
+    uint64_t bundles_done; /* kept by the control thread (admin/api_bundle.c) */
+    uint64_t bundles_degraded;
+    uint64_t bundles_failed;
     /* the last snapshot */
     bool have_stats;
     tl_loop_stats st;
@@ -105,7 +109,8 @@ typedef struct tl_metrics_extra {
     uint8_t autoresume_state;
     uint64_t audit_write_errors;
     uint64_t audit_queued;
-    uint64_t safe_mode; /* the engine's dead-man fallback is in force */
+    uint64_t safe_mode;               /* the engine's dead-man fallback is in force */
+    const tl_webhook_stats *webhooks; /* alert webhooks (io/webhook.h); NULL: none */
 } tl_metrics_extra;
 
 /* Renders every family into buf; returns the length, or 0 if cap is too

@@ -145,6 +145,17 @@ static int http(const char *method, const char *path, const char *json, resp *r)
     return 0;
 }
 
+int tc_request(const char *method, const char *path, const char *json, long *status, char **body,
+               size_t *len) {
+    resp r;
+    if (http(method, path, json, &r) != 0)
+        return -1;
+    *status = r.status;
+    *body = r.body;
+    *len = r.len;
+    return 0;
+}
+
 static cJSON *parse(const resp *r) {
     cJSON *j = cJSON_ParseWithLength(r->body, r->len);
     if (j == NULL)
@@ -1014,6 +1025,9 @@ static void usage(FILE *to) {
         "offline:\n"
         "  wal verify DIR             every reading rule over a WAL directory\n"
         "  ring inspect NAME          the ring's control block\n"
+        "  bundle verify FILE         a forensic bundle: signature, hashes, WAL chain\n"
+        "online (bundles):\n"
+        "  bundle export ...          export a forensic bundle, with progress\n"
         "\n"
         "'tallyctl COMMAND --help' for each. Exit: 0 consistent, 1 mismatch found,\n"
         "2 usage or connection error.\n");
@@ -1079,6 +1093,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[optind];
     int sub_argc = argc - optind;
     char **sub_argv = argv + optind;
+    if (strcmp(cmd, "bundle") == 0)
+        return tc_bundle(sub_argc, sub_argv, &o);
     if (strcmp(cmd, "wal") == 0 || strcmp(cmd, "ring") == 0) {
         const char *what = sub_argc >= 2 ? sub_argv[1] : "";
         if (strcmp(cmd, "wal") == 0 && strcmp(what, "verify") == 0)

@@ -32,6 +32,12 @@ void tc_bar_end(tc_bar *b);
 uint64_t tc_now_ns(void);
 
 int tc_wal_verify(int argc, char **argv, tc_opts *o);
+/* tallyctl_bundle.c: bundle export (online) and bundle verify (offline). */
+int tc_bundle(int argc, char **argv, tc_opts *o);
+/* One request over the control socket (tallyctl.c): 0 with the status and
+ * a malloc'd, NUL-terminated body; -1 after printing why there is none. */
+int tc_request(const char *method, const char *path, const char *json, long *status, char **body,
+               size_t *len);
 int tc_ring_inspect(int argc, char **argv, tc_opts *o);
 
 #endif

@@ -145,6 +145,66 @@ static int peer_start(tl_daemon *d, char *err, size_t cap) {
     return 0;
 }
 
+/* The WAL tailer of the configured dialect. */
+static int wal_start(tl_daemon *d, char *err, size_t cap) {
+    const tl_config *c = &d->cfg;
+    tl_wal_ioerr ioerr;
+    memset(&ioerr, 0, sizeof ioerr);
+    enum tl_wal_err we;
+    if (d->lcfg.dialect == TL_DIALECT_XWAL1) {
+        /* No saved position and no start seq: seqs count per symbol, so the
+         * whole retained log is read again (io/xwal1_tail.h). */
+        tl_xwal1_tail_cfg xc;
+        tl_xwal1_tail_cfg_default(&xc);
+        xc.dir = c->engine_wal_dir;
+        xc.max_symbols = d->lcfg.xwal1_symbols;
+        xc.read_ahead = (uint32_t)c->wal_read_ahead;
+        xc.read_bytes = (uint32_t)c->wal_buffer_bytes;
+        xc.torn_grace_ms = c->wal_torn_grace_ms;
+        xc.no_register = !c->wal_registered_buffers;
+        /* The buffer holds the largest frame plus the reads: smaller reads
+         * keep it within what can be registered without CAP_IPC_LOCK. */
+        uint64_t room = TL_XWAL1_TAIL_REGISTER_LIMIT_BYTES - TL_XWAL1_TAIL_FRAME_ROOM;
+        uint64_t per = (room / xc.read_ahead) & ~(uint64_t)4095;
+        if (!xc.no_register && per >= 4096 && per < xc.read_bytes)
+            xc.read_bytes = (uint32_t)per;
+        we = tl_xwal1_tail_open(&d->xtail, &xc, &ioerr);
+    } else {
+        /* The WAL from the saved position (never beyond what was durable). */
+        uint64_t from = read_position(c->state_dir);
+        if (from == 0)
+            from = c->wal_start_seq;
+        tl_wal_tail_cfg tc;
+        tl_wal_tail_cfg_default(&tc);
+        tc.dir = c->engine_wal_dir;
+        tc.start_seq = from;
+        tc.read_ahead = (uint32_t)c->wal_read_ahead;
+        tc.buf_bytes = (uint32_t)c->wal_buffer_bytes;
+        tc.no_register = !c->wal_registered_buffers;
+        we = tl_wal_tail_open(&d->tail, &tc, &ioerr);
+    }
+    if (we != TL_WAL_OK) {
+        snprintf(err, cap, "engine.wal_dir %s: %s (%s: %s)", c->engine_wal_dir, tl_wal_err_name(we),
+                 ioerr.op != NULL ? ioerr.op : "-",
+                 ioerr.sys_errno != 0 ? strerror(ioerr.sys_errno) : "-");
+        return -1;
+    }
+    return 0;
+}
+
+/* xwal1 seqs count per symbol, so the loop keeps one window per symbol
+ * (core/loop.h): window.symbols bounds how many (at most 256: each is a
+ * log, a stream and a window allocated at start-up), and window.records is
+ * shared between them, at least 1024 seqs each. */
+static void xwal1_loop_cfg(tl_loop_cfg *lc) {
+    if (lc->dialect != TL_DIALECT_XWAL1)
+        return;
+    uint32_t n = lc->max_symbols < 256 ? lc->max_symbols : 256;
+    uint64_t w = lc->window_records / n;
+    lc->xwal1_symbols = n;
+    lc->xwal1_window_records = w < 1024 ? 1024 : w;
+}
+
 static int start(tl_daemon *d, char *err, size_t cap) {
     const tl_config *c = &d->cfg;
     if (mkdirs(c->state_dir) != 0) {
@@ -193,12 +253,15 @@ static int start(tl_daemon *d, char *err, size_t cap) {
 
     if (tl_spsc_init(&d->out, TL_DAEMON_OUT_SLOTS, sizeof(tl_out)) != 0 ||
         tl_spsc_init(&d->ctl, TL_DAEMON_CTL_SLOTS, sizeof(tl_ctl_msg)) != 0 ||
-        tl_spsc_init(&d->ledger_q, TL_LEDGER_QUEUE_SLOTS, sizeof(tl_ledger_wm)) != 0) {
+        tl_spsc_init(&d->ledger_q, TL_LEDGER_QUEUE_SLOTS, sizeof(tl_ledger_wm)) != 0 ||
+        tl_spsc_init(&d->lease_q, TL_LEASE_QUEUE_SLOTS, sizeof(tl_lease_reading)) != 0) {
         snprintf(err, cap, "queues: out of memory");
         return -1;
     }
     /* The ledger poller (libcurl: initialised here, before any thread). */
     if (tl_ledger_poll_open(&d->ledger, c, &d->ledger_q, err, cap) != 0)
+        return -1;
+    if (tl_lease_poll_open(&d->lease, c, &d->lease_q, err, cap) != 0)
         return -1;
 
     if (peer_start(d, err, cap) != 0)
@@ -215,26 +278,8 @@ static int start(tl_daemon *d, char *err, size_t cap) {
     tl_hot_ops(d, &ops);
     tl_loop_init(d->loop, &d->lcfg, &ops, d->loop_mem);
 
-    /* The WAL from the saved position (never beyond what was durable). */
-    uint64_t from = read_position(c->state_dir);
-    if (from == 0)
-        from = c->wal_start_seq;
-    tl_wal_tail_cfg tc;
-    tl_wal_tail_cfg_default(&tc);
-    tc.dir = c->engine_wal_dir;
-    tc.start_seq = from;
-    tc.read_ahead = (uint32_t)c->wal_read_ahead;
-    tc.buf_bytes = (uint32_t)c->wal_buffer_bytes;
-    tc.no_register = !c->wal_registered_buffers;
-    tl_wal_ioerr ioerr;
-    memset(&ioerr, 0, sizeof ioerr);
-    enum tl_wal_err we = tl_wal_tail_open(&d->tail, &tc, &ioerr);
-    if (we != TL_WAL_OK) {
-        snprintf(err, cap, "engine.wal_dir %s: %s (%s: %s)", c->engine_wal_dir, tl_wal_err_name(we),
-                 ioerr.op != NULL ? ioerr.op : "-",
-                 ioerr.sys_errno != 0 ? strerror(ioerr.sys_errno) : "-");
+    if (wal_start(d, err, cap) != 0)
         return -1;
-    }
 
     if (d->lcfg.ring && tl_ring_map_init(&d->rings[0].map, c->engine_ring) != TL_RING_OK) {
         snprintf(err, cap, "engine.ring %s: not a usable name", c->engine_ring);
@@ -250,8 +295,19 @@ static int start(tl_daemon *d, char *err, size_t cap) {
         if (!tl_spsc_push(&d->ctl, &m))
             break;
     }
+    /* Forensic bundles: the redacted config, the signing key, the worker. */
+    tl_bundle_svc_cfg bc = {.cfg = &d->cfg,
+                            .config_path = d->config_path,
+                            .dialect = d->lcfg.dialect,
+                            .avoid_cpu = (int)c->cpu};
+    if (tl_bundle_svc_start(&d->bundle, &bc, err, cap) != 0)
+        return -1;
     /* The operator surface: control API listeners, reconcile worker. */
+    /* Alert webhooks (libcurl multi on the control thread). */
+    if (tl_alerts_open(&d->alerts, c, err, cap) != 0)
+        return -1;
     tl_api_deps ad = {
+        .webhooks = d->alerts != NULL ? tl_alerts_stats(d->alerts) : NULL,
         .cfg = &d->cfg,
         .ctl = &d->ctl,
         .audit = &d->audit,
@@ -262,9 +318,11 @@ static int start(tl_daemon *d, char *err, size_t cap) {
         .dialect = d->lcfg.dialect,
         .max_symbols = d->lcfg.max_symbols,
         .start_mono_ns = tl_now_mono_ns(),
+        .bundle = d->bundle,
     };
     if (tl_api_create(&d->api, &ad, err, cap) != 0)
         return -1;
+    tl_alerts_set_instance(d->alerts, tl_api_instance_id(d->api));
     tl_jw w;
     tl_jw_init(&w);
     tl_jw_str(&w, "version", TL_VERSION);
@@ -281,8 +339,12 @@ static void stop_cleanly(tl_daemon *d) {
     atomic_store_explicit(&d->stop, true, memory_order_relaxed);
     pthread_join(d->hot_thread, NULL);
     pthread_join(d->control_thread, NULL);
+    /* What the last passes queued: a bounded wait for the alert hooks. */
+    tl_alerts_flush(d->alerts, 2000);
     tl_api_destroy(d->api);
     d->api = NULL;
+    tl_bundle_svc_stop(d->bundle); /* an export in progress is cancelled and cleaned up */
+    d->bundle = NULL;
     /* A planned stop: the engine's dead-man disarms (ring.md). */
     if (d->ring != NULL && d->ring->ready)
         tl_ring_consumer_set_state(&d->ring->map, TL_CONSUMER_ABSENT);
@@ -332,10 +394,29 @@ static void stop_cleanly(tl_daemon *d) {
         tl_jw_u64s(&w, "ledger_rejected", bad);
         tl_jw_u64s(&w, "ledger_failed", failed);
     }
+    if (d->lease != NULL) {
+        const tl_lease_stats *ls = &d->loop->lease.st;
+        tl_jw_u64s(&w, "lease_readings", ls->ok_total);
+        tl_jw_u64s(&w, "lease_failed", ls->failed_total);
+        tl_jw_u64s(&w, "lease_rejected", ls->rejected_total);
+        tl_jw_u64s(&w, "lease_inconclusive", ls->inconclusive_total);
+    }
     (void)tl_audit_append(&d->audit, &w, "STOP", tl_now_real_ns());
     tl_ledger_poll_close(d->ledger);
+    tl_lease_poll_close(d->lease);
+    if (d->alerts != NULL) {
+        const tl_webhook_stats *ws = tl_alerts_stats(d->alerts);
+        fprintf(stderr,
+                "tallyd: webhooks: sent %llu, failed %llu, retried %llu, dropped %llu, pending "
+                "%llu\n",
+                (unsigned long long)ws->sent, (unsigned long long)ws->failed,
+                (unsigned long long)ws->retried, (unsigned long long)ws->dropped,
+                (unsigned long long)ws->pending);
+    }
+    tl_alerts_close(d->alerts);
     tl_audit_close(&d->audit);
     tl_wal_tail_close(d->tail);
+    tl_xwal1_tail_close(d->xtail);
 }
 
 int main(int argc, char **argv) {
@@ -389,7 +470,9 @@ int main(int argc, char **argv) {
     }
     snprintf(d.config_path, sizeof d.config_path, "%s", config);
     tl_config_loop(&d.cfg, &d.lcfg);
+    xwal1_loop_cfg(&d.lcfg);
     tl_ledger_poll_loop_cfg(&d.cfg, &d.lcfg);
+    tl_lease_poll_loop_cfg(&d.cfg, &d.lcfg);
 
     /* Signals go to the main thread only; the workers never see them. */
     sigset_t set;
@@ -399,6 +482,9 @@ int main(int argc, char **argv) {
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (RLIMIT_FSIZE) makes writes fail with EFBIG, a
+     * named error (a bundle's disk_full), instead of killing tallyd. */
+    signal(SIGXFSZ, SIG_IGN);
 
     if (start(&d, err, sizeof err) != 0) {
         fprintf(stderr, "tallyd: %s\n", err);

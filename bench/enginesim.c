@@ -27,6 +27,7 @@
 
 #include "admin/libtally_engine.h"
 #include "enginesim_book.h"
+#include "enginesim_lease.h"
 #include "enginesim_standby.h"
 
 #define FIXED_CLOCK_BASE_NS 1795000000000000000ull /* the spec's example clock */
@@ -108,7 +109,8 @@ typedef struct sim {
     FILE *lat;
     int exit_code;
     uint64_t replay_max_ts;
-    uint64_t event_ts; /* the current event's stamp; 0 outside an event */
+    uint64_t event_ts;  /* the current event's stamp; 0 outside an event */
+    tl_es_lease *lease; /* --etcd: leader election (enginesim_lease.h); NULL without */
 } sim;
 
 /* ---- clocks, rng ---- */
@@ -438,6 +440,8 @@ static int run(sim *s) {
     bool flow_done = false;
     while (!g_stop) {
         uint64_t now = clock_ns(CLOCK_MONOTONIC);
+        /* --etcd: only a leader writes records (HEARTBEATs included). */
+        bool lead = s->lease == NULL || tl_es_lease_step(s->lease, s->e, now);
         uint64_t produced = s->last_seq + 1 - s->first_seq;
         if (!flow_done && ((s->o.records != 0 && produced >= s->o.records) ||
                            (seconds_ns != 0 && now - t0 >= seconds_ns))) {
@@ -447,7 +451,7 @@ static int run(sim *s) {
         if (flow_done && now - flow_end >= (uint64_t)s->o.linger_ms * 1000000ull)
             break;
         bool did = false;
-        if (!flow_done && (s->o.rate == 0 || now >= next_due)) {
+        if (!flow_done && lead && (s->o.rate == 0 || now >= next_due)) {
             for (uint32_t k = 0; k < BURST_EVENTS && !g_stop; k++) {
                 uint64_t gap = next_gap_ns(s);
                 if (s->o.fixed_clock && virtual_gap(s, gap) != 0)
@@ -498,7 +502,7 @@ static int run(sim *s) {
         /* Idle. In real time a HEARTBEAT marks the quiet; with the fixed
          * clock the virtual gaps do (the bytes must not depend on timing). */
         uint64_t hb = (uint64_t)s->o.heartbeat_ms * 1000000ull;
-        if (!s->o.fixed_clock && hb != 0 && now - last_record >= hb) {
+        if (lead && !s->o.fixed_clock && hb != 0 && now - last_record >= hb) {
             if (put(s, TL_KIND_HEARTBEAT, 0, NULL, 0) != 0 || maybe_checkpoint(s) != 0)
                 return -1;
             s->heartbeats++;
@@ -854,7 +858,8 @@ int main(int argc, char **argv) {
             return tl_enginesim_standby_main(argc, argv);
     static sim s_storage; /* large (admin log): not on the stack */
     sim *s = &s_storage;
-    if (parse_args(&s->o, argc, argv) != 0)
+    tl_es_lease_opts lease_opts;
+    if (tl_es_lease_args(&argc, argv, &lease_opts) != 0 || parse_args(&s->o, argc, argv) != 0)
         return 1;
     const opts *o = &s->o;
     if (sim_state_init(&s->st, o->symbols, o->orders_per_symbol) != 0) {
@@ -913,6 +918,26 @@ int main(int argc, char **argv) {
     if (o->fixed_clock) {
         cfg.fixed_clock_ns = FIXED_CLOCK_BASE_NS;
         cfg.engine_id_if_new = fixed_id;
+    }
+    /* --etcd: win the leader key first; its revision is the fence the log
+     * opens with (LEADER_CHANGE{fence} at open). */
+    uint8_t lease_id[TL_ID_BYTES];
+    if (lease_opts.etcd != NULL) {
+        int have = tl_es_lease_engine_id(o->wal, lease_id);
+        if (have < 0) {
+            fprintf(stderr, "tally-enginesim: %s/engine_id cannot be read\n", o->wal);
+            return 1;
+        }
+        if (have == 0 && o->fixed_clock)
+            memcpy(lease_id, fixed_id, TL_ID_BYTES);
+        if (have == 0)
+            cfg.engine_id_if_new = lease_id;
+        s->lease = tl_es_lease_open(&lease_opts, lease_id);
+        if (s->lease == NULL ||
+            tl_es_lease_campaign_wait(s->lease, lease_opts.wait_ms, &cfg.fence) != 1) {
+            fprintf(stderr, "tally-enginesim: lease: %s not won\n", lease_opts.key);
+            return 1;
+        }
     }
     tl_engine_ops ops = {.ctx = s,
                          .cancel_all = cb_cancel_all,
@@ -988,6 +1013,12 @@ int main(int argc, char **argv) {
     }
     if (o->stats)
         print_stats(s, elapsed);
+    if (s->lease != NULL) {
+        char lj[256];
+        tl_es_lease_stats_json(s->lease, lj, sizeof lj);
+        fprintf(stderr, "tally-enginesim: lease %s\n", lj);
+        tl_es_lease_close(s->lease);
+    }
     die_if_crashed(s);
     enum tl_engine_err cr = tl_engine_close(s->e);
     if (cr != TL_ENGINE_OK && s->exit_code == 0) {

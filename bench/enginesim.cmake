@@ -4,11 +4,14 @@
 add_executable(tally-enginesim
   ${CMAKE_CURRENT_LIST_DIR}/enginesim.c
   ${CMAKE_CURRENT_LIST_DIR}/enginesim_book.c
-  ${CMAKE_CURRENT_LIST_DIR}/enginesim_standby.c)
+  ${CMAKE_CURRENT_LIST_DIR}/enginesim_standby.c
+  ${CMAKE_CURRENT_LIST_DIR}/enginesim_lease.c)
 # The standby (--standby) uses the writer, the ring producer and the admin
 # server directly (libtally_engine has no standby API): the library exports
 # them, so it still links this one library.
 target_link_libraries(tally-enginesim PRIVATE tally_engine m Threads::Threads)
+# --etcd (enginesim_lease.c): blocking libcurl and cJSON of its own.
+target_link_libraries(tally-enginesim PRIVATE PkgConfig::CURL PkgConfig::CJSON)
 set_target_properties(tally-enginesim PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
 
 # The unit tests of the library and of the simulator (tests/unit/test_engine*.c)

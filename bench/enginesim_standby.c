@@ -73,6 +73,7 @@
 #include "core/segment.h"
 #include "core/walseg.h"
 #include "enginesim_book.h"
+#include "enginesim_lease.h"
 #include "io/wal_reader.h"
 #include "io/wal_writer.h"
 #include "shm/ring.h"
@@ -170,6 +171,11 @@ typedef struct sb {
     uint64_t promoted_at;
     uint64_t own_records;
     uint64_t rolls;
+    /* --etcd (enginesim_lease.h): it campaigns while following and, on
+     * winning, promotes with the put's revision as its fence */
+    tl_es_lease *lease;
+    uint64_t lease_fence;
+    uint64_t next_campaign_ns;
 } sb;
 
 static uint64_t clock_ns(clockid_t id) {
@@ -459,7 +465,7 @@ static uint64_t durable_limit(sb *s, uint64_t file_bytes, bool sealed) {
 
 static uint32_t follow(sb *s) {
     if (s->lfd < 0) {
-        uint64_t first;
+        uint64_t first = 0;
         if (!leader_segment(s, s->next_seq, &first) || open_leader_segment(s, first) != 0)
             return 0;
     }
@@ -543,7 +549,7 @@ static int emit_cancel(void *ctx, uint32_t symbol, const tl_body_order_cancel *c
 }
 
 static void promote(sb *s, uint64_t at_seq) {
-    uint64_t fence = tl_wal_fence(s->w) + 1;
+    uint64_t fence = s->lease_fence != 0 ? s->lease_fence : tl_wal_fence(s->w) + 1;
     tl_wal_appended a;
     enum tl_wal_err e = tl_wal_leader_change(s->w, fence, s->id, clock_ns(CLOCK_REALTIME), &a);
     if (e != TL_WAL_OK) {
@@ -551,16 +557,21 @@ static void promote(sb *s, uint64_t at_seq) {
         stop_following(s, SB_STOPPED);
         return;
     }
-    s->faults_fired++;
+    if (s->lease_fence == 0)
+        s->faults_fired++;
     s->promoted_at = a.seq;
     s->next_seq = a.seq + 1;
     s->last_ckpt_seq = a.seq;
     s->last_record_ns = clock_ns(CLOCK_MONOTONIC);
     s->next_due_ns = s->last_record_ns;
-    say(s,
-        "fault promote: LEADER_CHANGE to fence %" PRIu64 " at seq %" PRIu64
-        " (the leader's record there was not applied), leading from here",
-        fence, at_seq);
+    if (s->lease_fence != 0)
+        say(s, "won the lease: LEADER_CHANGE to fence %" PRIu64 " at seq %" PRIu64 ", leading",
+            fence, a.seq);
+    else
+        say(s,
+            "fault promote: LEADER_CHANGE to fence %" PRIu64 " at seq %" PRIu64
+            " (the leader's record there was not applied), leading from here",
+            fence, at_seq);
     stop_following(s, SB_PROMOTED);
 }
 
@@ -1060,11 +1071,50 @@ static void print_stats(sb *s) {
 
 /* ---- main ---- */
 
+/* --etcd: while following, try for the leader key every 100 ms (it is
+ * free once the leader's lease expired). On winning: read the rest of the
+ * leader's durable log (the old leader stopped before its lease could
+ * expire), then LEADER_CHANGE{the put's revision} and lead. */
+static void campaign(sb *s, uint64_t now) {
+    s->next_campaign_ns = now + 100000000ull;
+    uint64_t fence = 0;
+    if (tl_es_lease_campaign(s->lease, now, &fence) != 1)
+        return;
+    uint64_t until = clock_ns(CLOCK_MONOTONIC) + 2000000000ull;
+    /* Bounded: 2 s, or three quiet passes in a row. */
+    for (int quiet = 0;
+         quiet < 3 && s->state == SB_FOLLOWING && clock_ns(CLOCK_MONOTONIC) < until;) {
+        if (follow(s) == 0) {
+            quiet++;
+            struct timespec ts = {0, 20000000};
+            nanosleep(&ts, NULL);
+        } else {
+            quiet = 0;
+        }
+    }
+    if (s->state != SB_FOLLOWING)
+        return;
+    s->lease_fence = fence;
+    promote(s, s->next_seq);
+}
+
+/* Promoted with a lease: lead only while it holds. */
+static bool lease_hold(sb *s, uint64_t now) {
+    if (s->lease == NULL)
+        return true;
+    if (tl_es_lease_hold(s->lease, now))
+        return true;
+    say(s, "lost the lease: no longer leading");
+    s->state = SB_STOPPED;
+    return false;
+}
+
 int tl_enginesim_standby_main(int argc, char **argv) {
     static sb s_storage; /* large: not on the stack */
     sb *s = &s_storage;
     s->lfd = -1;
-    if (parse(&s->o, argc, argv) != 0)
+    tl_es_lease_opts lease_opts;
+    if (tl_es_lease_args(&argc, argv, &lease_opts) != 0 || parse(&s->o, argc, argv) != 0)
         return 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -1083,6 +1133,10 @@ int tl_enginesim_standby_main(int argc, char **argv) {
         rc = 1;
         goto out;
     }
+    if (lease_opts.etcd != NULL && (s->lease = tl_es_lease_open(&lease_opts, s->id)) == NULL) {
+        rc = 1;
+        goto out;
+    }
     if (!s->o.quiet) {
         char hex[33];
         hex16(s->id, hex);
@@ -1098,8 +1152,10 @@ int tl_enginesim_standby_main(int argc, char **argv) {
         uint32_t work = 0;
         if (s->state == SB_FOLLOWING)
             work += follow(s);
-        else if (s->state == SB_PROMOTED)
+        else if (s->state == SB_PROMOTED && lease_hold(s, now))
             work += lead(s, now);
+        if (s->state == SB_FOLLOWING && s->lease != NULL && now >= s->next_campaign_ns)
+            campaign(s, now);
         if (s->srv != NULL)
             (void)tl_admin_server_poll(s->srv, clock_ns(CLOCK_REALTIME));
         if (work == 0) {
@@ -1120,6 +1176,7 @@ out:
         pthread_join(s->hb, NULL);
     }
     tl_admin_server_destroy(s->srv);
+    tl_es_lease_close(s->lease);
     if (s->w != NULL && tl_wal_close(s->w) != TL_WAL_OK && rc == 0)
         rc = 2;
     tl_ring_close(s->ring);

@@ -171,6 +171,18 @@ const char *tl_reason_name(unsigned reason) {
             return "ledger_below_window";
         case TL_REASON_LEDGER_CONTENT:
             return "ledger_content";
+        case TL_REASON_LEASE_ABSENT:
+            return "lease_absent";
+        case TL_REASON_LEASE_OTHER:
+            return "lease_other_holder";
+        case TL_REASON_LEASE_BEHIND:
+            return "lease_revision_behind";
+        case TL_REASON_LEASE_FAILED:
+            return "lease_failed";
+        case TL_REASON_LEASE_REJECTED:
+            return "lease_rejected";
+        case TL_REASON_LEASE_SILENT:
+            return "lease_silent";
         default:
             return "none";
     }

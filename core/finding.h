@@ -151,6 +151,12 @@ enum tl_reason {
     TL_REASON_LEDGER_OLD,       /* LEDGER_STALE: replies older than max_age_ms */
     TL_REASON_LEDGER_BELOW,     /* LEDGER_STALE: ledger_seq below the window */
     TL_REASON_LEDGER_CONTENT,   /* LEDGER_FORK: equal counts, other qty or notional */
+    TL_REASON_LEASE_ABSENT,     /* STALE_LEADER: nobody holds the leader key */
+    TL_REASON_LEASE_OTHER,      /* STALE_LEADER: another engine holds it, at a higher revision */
+    TL_REASON_LEASE_BEHIND,     /* UNKNOWN_LEASE: the key's mod_revision is below the fence */
+    TL_REASON_LEASE_FAILED,     /* LEASE_UNREACHABLE: requests to etcd fail */
+    TL_REASON_LEASE_REJECTED,   /* LEASE_UNREACHABLE: etcd's replies are rejected */
+    TL_REASON_LEASE_SILENT,     /* LEASE_UNREACHABLE: no reading at all for a while */
 };
 
 /* "bad_checksum", "segment_first_seq", ... for any `reason` value. */

@@ -26,23 +26,43 @@ void tl_loop_cfg_defaults(tl_loop_cfg *c) {
     c->bundle_margin = 1000;
     c->budget = 256;
     c->ring = true;
+    c->xwal1_symbols = 256;
+    c->xwal1_window_records = 4096;
     tl_policy_cfg_defaults(&c->policy);
     tl_peer_cfg_defaults(&c->peer);
     tl_ledger_cfg_defaults(&c->ledger);
+    tl_lease_cfg_defaults(&c->lease);
 }
 
 static size_t align64(size_t n) {
     return (n + 63u) & ~(size_t)63u;
 }
 
+/* The shared seq-keyed window. An xwal1 log's records go to the per-symbol
+ * windows instead (tl_xwal1_checks), so this one only serves the checks
+ * that key on a global seq (peers, ledger), which an xwal1 log never feeds:
+ * it is kept minimal. */
+static uint64_t main_window(const tl_loop_cfg *c) {
+    return c->dialect == TL_DIALECT_XWAL1 && c->window_records > 1024 ? 1024 : c->window_records;
+}
+
+static size_t xwal1_bytes(const tl_loop_cfg *c) {
+    if (c->dialect != TL_DIALECT_XWAL1)
+        return 0;
+    size_t n = tl_xwal1_checks_bytes(c->xwal1_symbols, c->xwal1_window_records);
+    TL_ASSERT(n != 0); /* xwal1_symbols 1..4096, xwal1_window_records a power of two */
+    return align64(n);
+}
+
 size_t tl_loop_mem_bytes(const tl_loop_cfg *c) {
-    return align64(tl_window_bytes(c->window_records)) + align64(tl_symtab_bytes(c->max_symbols)) +
+    return align64(tl_window_bytes(main_window(c))) + align64(tl_symtab_bytes(c->max_symbols)) +
            align64((size_t)c->max_inflight * sizeof(tl_action)) +
            align64((size_t)c->backlog * sizeof(tl_out)) + align64(tl_peer_mem_bytes(&c->peer)) +
-           align64(tl_ledger_mem_bytes(&c->ledger));
+           align64(tl_ledger_mem_bytes(&c->ledger)) + xwal1_bytes(c);
 }
 
 static void on_finding(void *ctx, const tl_finding *f);
+static void xwal1_sink(void *ctx, const tl_finding *f);
 
 void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, void *mem) {
     TL_ASSERT(((uintptr_t)mem & 63u) == 0);
@@ -55,14 +75,14 @@ void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, vo
     l->ops = *ops;
     uint8_t *p = mem;
     void *win = p;
-    p += align64(tl_window_bytes(cfg->window_records));
+    p += align64(tl_window_bytes(main_window(cfg)));
     void *syms = p;
     p += align64(tl_symtab_bytes(cfg->max_symbols));
     l->inflight = (tl_action *)p;
     p += align64((size_t)cfg->max_inflight * sizeof(tl_action));
     l->backlog = (tl_out *)p;
     p += align64((size_t)cfg->backlog * sizeof(tl_out));
-    tl_log_init(&l->log, (enum tl_dialect)cfg->dialect, win, cfg->window_records,
+    tl_log_init(&l->log, (enum tl_dialect)cfg->dialect, win, main_window(cfg),
                 (tl_sink){on_finding, l});
     tl_stream_init(&l->wal, &l->log, TL_SOURCE_WAL);
     tl_stream_init(&l->ring, &l->log, TL_SOURCE_RING);
@@ -76,9 +96,20 @@ void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, vo
     tl_ledger_cfg lc = cfg->ledger;
     lc.confirmations = cfg->confirmations;
     tl_ledger_init(&l->ledger, &lc, &l->log, p + align64(tl_peer_mem_bytes(&cfg->peer)));
+    if (cfg->dialect == TL_DIALECT_XWAL1) {
+        uint8_t *x =
+            p + align64(tl_peer_mem_bytes(&cfg->peer)) + align64(tl_ledger_mem_bytes(&cfg->ledger));
+        bool ok = tl_xwal1_checks_init(&l->xwal1, cfg->xwal1_symbols, cfg->xwal1_window_records, x,
+                                       xwal1_bytes(cfg), (tl_sink){xwal1_sink, l});
+        TL_ASSERT(ok);
+        tl_xwal1_checks_prepare(&l->xwal1); /* every window's pages touched now */
+    }
+    tl_lease_init(&l->lease, &cfg->lease, &l->log);
 }
 
 uint64_t tl_loop_last_delivered(const tl_loop *l) {
+    if (l->cfg.dialect == TL_DIALECT_XWAL1)
+        return tl_xwal1_checks_read_seq(&l->xwal1); /* per symbol: the highest */
     uint64_t ld = l->durable_seq;
     if (l->wal.anchored && l->wal.expected_seq - 1 > ld)
         ld = l->wal.expected_seq - 1;
@@ -88,6 +119,8 @@ uint64_t tl_loop_last_delivered(const tl_loop *l) {
 }
 
 uint64_t tl_loop_fence(const tl_loop *l) {
+    if (l->cfg.dialect == TL_DIALECT_XWAL1)
+        return tl_xwal1_checks_fence(&l->xwal1);
     uint64_t f = l->wal.fence_known ? l->wal.fence : 0;
     if (l->ring.fence_known && l->ring.fence > f)
         f = l->ring.fence;
@@ -103,6 +136,13 @@ void tl_loop_stats_snapshot(const tl_loop *l, tl_loop_stats *o) {
     o->uncompared_total = l->log.uncompared_total;
     o->engine_seq = tl_loop_last_delivered(l);
     o->wal_seq = l->wal.anchored ? l->wal.expected_seq - 1 : 0;
+    if (l->cfg.dialect == TL_DIALECT_XWAL1) {
+        uint64_t dup, uncompared;
+        tl_xwal1_checks_totals(&l->xwal1, &dup, &uncompared);
+        o->dup_total += dup;
+        o->uncompared_total += uncompared;
+        o->wal_seq = o->engine_seq;
+    }
     o->durable_seq = l->durable_seq;
     o->fence = tl_loop_fence(l);
     o->heartbeat_mono_ns = l->engine.heartbeat_mono_ns;
@@ -119,6 +159,7 @@ void tl_loop_stats_snapshot(const tl_loop *l, tl_loop_stats *o) {
     for (uint32_t i = 0; i < l->peer.cfg.node_count; i++)
         o->peer_applied_seq[i] = l->peer.nodes[i].applied_seq;
     tl_ledger_stats_get(&l->ledger, l->durable_seq, &o->ledger);
+    tl_lease_stats_get(&l->lease, l->engine.attached ? l->engine.engine_id : NULL, &o->lease);
 }
 
 /* ---- out to the control thread ---- */
@@ -600,8 +641,15 @@ static void on_mode_change(tl_loop *l, const tl_rec_view *v) {
     }
 }
 
+static void lease_local(const tl_loop *l, tl_lease_local *loc);
+
 static void apply_meaning(tl_loop *l, const tl_rec_view *v) {
     tl_peer_on_record(&l->peer, v); /* CHECKPOINT state hashes, for peers */
+    if (l->cfg.lease.enabled) {
+        tl_lease_local loc;
+        lease_local(l, &loc);
+        tl_lease_record(&l->lease, v, &loc); /* STALE_LEADER, UNKNOWN_LEASE */
+    }
     if (v->kind == TL_KIND_CHECKPOINT)
         tl_ledger_checkpoint(&l->ledger, v); /* running totals: the ledger sums' anchor */
     switch (v->kind) {
@@ -772,8 +820,82 @@ static void clear_tentative(tl_loop *l) {
     l->tentative_alerted = false;
 }
 
+/* ---- xwal1: one log and stream per symbol (core/xwal1.h) ---- */
+
+/* A per-symbol log's finding (or a segment's, a frame's): numbered by the
+ * loop's log like every other finding, then on_finding. */
+static void xwal1_sink(void *ctx, const tl_finding *f) {
+    tl_loop *l = ctx;
+    tl_finding copy = *f;
+    tl_log_emit(&l->log, &copy);
+}
+
+/* xwal1 has no SYMBOL record: a symbol's name comes with its records, and
+ * reaches the symbol table (the actions' scope names) and the control
+ * thread before the record's findings can need it. */
+static void xwal1_name(tl_loop *l, const tl_wal_ev *ev) {
+    uint32_t id = ev->view.symbol;
+    tl_sym *s = tl_symtab_find(&l->syms, id);
+    if (ev->symbol_name == NULL || (s != NULL && s->has_name))
+        return;
+    size_t n = strnlen(ev->symbol_name, TL_SYMBOL_NAME_MAX);
+    tl_symtab_name(&l->syms, id, ev->symbol_name, n);
+    tl_out o;
+    memset(&o, 0, sizeof o);
+    o.type = TL_OUT_SYMBOL;
+    o.u.symbol.id = id;
+    memcpy(o.u.symbol.name, ev->symbol_name, n);
+    out(l, &o);
+}
+
+/* The same facts as tl_xwal1_verifier on the same bytes: the checks are
+ * shared (tl_xwal1_checks); the tailer walks, decodes and binds. */
+static void on_wal_xwal1(tl_loop *l, const tl_wal_ev *ev) {
+    tl_xwal1_checks *x = &l->xwal1;
+    x->now_ns = l->now_ns;
+    switch (ev->type) {
+        case TL_WAL_EV_SEGMENT:
+            clear_tentative(l);
+            tl_xwal1_checks_segment(x, ev->name_first_seq);
+            break;
+        case TL_WAL_EV_RECORD: {
+            l->c.records_wal++;
+            clear_tentative(l);
+            xwal1_name(l, ev);
+            tl_stream_result r;
+            if (!tl_xwal1_checks_record(x, &ev->view, &ev->loc, &r)) {
+                /* A symbol past the loop's tables: nothing can be checked. */
+                tl_xwal1_checks_corrupt_err(x, TL_XWAL1_ERR_TOO_MANY_SYMBOLS, ev->loc.segment,
+                                            ev->loc.offset, ev->view.checksum);
+                break;
+            }
+            if (r.seen == TL_SEEN_FIRST)
+                apply_meaning(l, &ev->view);
+            break;
+        }
+        case TL_WAL_EV_CORRUPT:
+            clear_tentative(l);
+            tl_xwal1_checks_corrupt(x, (enum tl_rule)ev->rule, ev->reason, ev->loc.segment,
+                                    ev->loc.offset, ev->checksum);
+            break;
+        case TL_WAL_EV_TENTATIVE:
+            /* State only: the tailer owns this dialect's torn-tail clock (no
+             * heartbeat to pause it) and reports CORRUPT itself. */
+            l->tentative = true;
+            l->tentative_loc = ev->loc;
+            l->tentative_seq = ev->seq;
+            break;
+        default:
+            break;
+    }
+}
+
 static void on_wal(tl_loop *l, const tl_wal_ev *ev) {
     tl_finding f;
+    if (l->cfg.dialect == TL_DIALECT_XWAL1) {
+        on_wal_xwal1(l, ev);
+        return;
+    }
     switch (ev->type) {
         case TL_WAL_EV_SEGMENT:
             TL_ASSERT(ev->hdr != NULL);
@@ -914,6 +1036,37 @@ static uint32_t ledger_step(tl_loop *l) {
         }
     }
     tl_ledger_tick(&l->ledger, l->now_ns);
+    return work;
+}
+
+/* ---- the lease authority (core/lease.h) ---- */
+
+/* The local engine as the lease checks see it: its id (the ring header's),
+ * whether its log's current leader is that id, and the fence in force. */
+static void lease_local(const tl_loop *l, tl_lease_local *loc) {
+    memset(loc, 0, sizeof *loc);
+    loc->fence = tl_loop_fence(l);
+    if (!l->engine.attached || tl_id_is_zero(l->engine.engine_id))
+        return;
+    loc->self_id = l->engine.engine_id;
+    const tl_stream *s = leader_stream(l);
+    loc->is_leader = s != NULL && memcmp(s->leader_id, l->engine.engine_id, TL_ID_BYTES) == 0;
+}
+
+static uint32_t lease_step(tl_loop *l) {
+    if (!l->cfg.lease.enabled)
+        return 0;
+    uint32_t work = 0;
+    if (l->ops.lease_poll != NULL) {
+        tl_lease_local loc;
+        lease_local(l, &loc);
+        tl_lease_reading r;
+        /* Bounded: one reading per poll_ms arrives; 16 a step drains a
+         * backlog quickly without starving the other sources. */
+        for (uint32_t i = 0; i < 16 && l->ops.lease_poll(l->ops.ctx, &r); i++, work++)
+            tl_lease_take(&l->lease, &r, &loc, l->now_ns);
+    }
+    tl_lease_tick(&l->lease, l->now_ns);
     return work;
 }
 
@@ -1111,6 +1264,7 @@ uint32_t tl_loop_step(tl_loop *l, uint64_t now_mono_ns, uint64_t now_real_ns) {
 
     work += peer_step(l);
     work += ledger_step(l);
+    work += lease_step(l);
 
     tl_cmd_reply r;
     for (uint32_t i = 0; i < budget && l->ops.reply_poll(l->ops.ctx, &r); i++, work++)

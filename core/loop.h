@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "finding.h"
+#include "lease.h"
 #include "ledger.h"
 #include "peer.h"
 #include "policy.h"
@@ -34,6 +35,7 @@
 #include "stream.h"
 #include "symtab.h"
 #include "window.h"
+#include "xwal1.h"
 
 /* ---- sources ---- */
 
@@ -75,6 +77,7 @@ typedef struct tl_wal_ev {
     tl_rec_view view;        /* RECORD */
     uint64_t seq;            /* CORRUPT / TENTATIVE: the seq if known, else expected */
     uint64_t checksum;       /* CORRUPT with rule 3: the record passed its checksum */
+    const char *symbol_name; /* RECORD, xwal1: the name of view.symbol (NUL-terminated) */
 } tl_wal_ev;
 
 /* What the ring's control block says about the engine (ring.md). */
@@ -223,6 +226,8 @@ typedef struct tl_loop_stats {
     uint64_t peer_applied_seq[TL_PEER_NODES_MAX];
     /* the settlement ledger (ledger.md): tally_ledger_seq, tally_settlement_lag_* */
     tl_ledger_stats ledger;
+    /* the lease authority (ledger.md): its newest reading, LEASE_UNREACHABLE */
+    tl_lease_stats lease;
 } tl_loop_stats;
 
 typedef struct tl_out {
@@ -267,6 +272,9 @@ typedef struct tl_loop_ops {
      * holds it; ledger_pop drops it once taken. */
     const tl_ledger_wm *(*ledger_front)(void *ctx);
     void (*ledger_pop)(void *ctx);
+    /* Lease readings (core/lease.h), may be NULL: the next one, in the
+     * poller's order; false when none is pending. */
+    bool (*lease_poll)(void *ctx, tl_lease_reading *r);
 } tl_loop_ops;
 
 typedef struct tl_loop_cfg {
@@ -288,10 +296,18 @@ typedef struct tl_loop_cfg {
     uint64_t id_seed;          /* random, for command ids (from getrandom at start) */
     uint64_t tag_seed;         /* from the sidecar key: recognises our own ids */
     bool ring;                 /* a ring is configured (xwal1 engines have none) */
+    /* xwal1: seqs count per symbol, so the WAL's checks run in one window
+     * and stream per symbol (core/xwal1.h tl_xwal1_checks), for symbol ids
+     * 1..xwal1_symbols, each window xwal1_window_records seqs (a power of
+     * two); all allocated at start-up. Unused for the native dialect. */
+    uint32_t xwal1_symbols;        /* default 256 */
+    uint64_t xwal1_window_records; /* default 4096 */
     tl_policy_cfg policy;
     tl_peer_cfg peer; /* node_count 0: no peers */
     /* the settlement ledger; enabled = false: no ledger checks */
     tl_ledger_cfg ledger;
+    /* the lease authority; enabled = false: no lease checks */
+    tl_lease_cfg lease;
 } tl_loop_cfg;
 
 void tl_loop_cfg_defaults(tl_loop_cfg *c);
@@ -363,6 +379,10 @@ typedef struct tl_loop {
     tl_ledger ledger;
     /* mono: the last successful read of wal_durable_seq (LEDGER_AHEAD) */
     uint64_t durable_read_ns;
+    /* the lease checker (core/lease.h) */
+    tl_lease lease;
+    /* xwal1: the WAL's per-symbol logs and streams (cfg.dialect XWAL1) */
+    tl_xwal1_checks xwal1;
 } tl_loop;
 
 /* mem: tl_loop_mem_bytes(cfg) bytes, 64-aligned, owned by the caller. */

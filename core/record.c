@@ -5,26 +5,17 @@
 
 #include "assert.h"
 
-uint32_t tl_kind_v1_body_bytes(uint16_t kind) {
-    switch (kind) {
-        case TL_KIND_ORDER_NEW:
-            return sizeof(tl_body_order_new);
-        case TL_KIND_ORDER_CANCEL:
-            return sizeof(tl_body_order_cancel);
-        case TL_KIND_TRADE:
-            return sizeof(tl_body_trade);
-        case TL_KIND_CHECKPOINT:
-            return sizeof(tl_body_checkpoint);
-        case TL_KIND_LEADER_CHANGE:
-            return sizeof(tl_body_leader_change);
-        case TL_KIND_MODE_CHANGE:
-            return sizeof(tl_body_mode_change);
-        case TL_KIND_SYMBOL:
-            return sizeof(tl_body_symbol);
-        default:
-            return 0;
-    }
-}
+const uint8_t tl_kind_v1_table[TL_KIND_KNOWN_MAX + 1] = {
+    [TL_KIND_ORDER_NEW] = sizeof(tl_body_order_new),
+    [TL_KIND_ORDER_CANCEL] = sizeof(tl_body_order_cancel),
+    [TL_KIND_TRADE] = sizeof(tl_body_trade),
+    [TL_KIND_CHECKPOINT] = sizeof(tl_body_checkpoint),
+    [TL_KIND_LEADER_CHANGE] = sizeof(tl_body_leader_change),
+    [TL_KIND_MODE_CHANGE] = sizeof(tl_body_mode_change),
+    [TL_KIND_SYMBOL] = sizeof(tl_body_symbol),
+};
+_Static_assert(TL_KIND_KNOWN_MAX == TL_KIND_SYMBOL && sizeof(tl_body_checkpoint) <= UINT8_MAX,
+               "one row per known kind; every v1 size fits the table");
 
 const char *tl_kind_name(uint16_t kind) {
     switch (kind) {
@@ -115,23 +106,6 @@ const char *tl_rec_err_name(enum tl_rec_err e) {
     return (unsigned)e < TL_REC_ERR_COUNT ? rec_err_names[e] : "?";
 }
 
-enum tl_rec_err tl_rec_check_len(const uint8_t *rec, size_t avail, enum tl_rec_where where) {
-    if (avail < TL_REC_HDR_BYTES)
-        return TL_REC_ERR_TRUNCATED;
-    const tl_rec_hdr *h = tl_rec_hdr_of(rec);
-    uint32_t len = h->len;
-    /* Only a PAD may exceed 65536, and only on the ring. Its kind is not yet
-     * verified here (the checksum comes after), so the larger bound is taken
-     * on the kind word's say-so; rule 3 then rejects a PAD outside the ring. */
-    uint32_t limit = (where == TL_WHERE_RING && h->kind == TL_KIND_PAD) ? TL_PAD_LIMIT_BYTES - 8
-                                                                        : TL_REC_MAX_BYTES;
-    if (len < TL_REC_HDR_BYTES || (len & 7u) != 0 || len > limit)
-        return TL_REC_ERR_LEN;
-    if (len > avail)
-        return TL_REC_ERR_TRUNCATED;
-    return TL_REC_OK;
-}
-
 static bool all_zero(const uint8_t *p, size_t n) {
     uint8_t acc = 0;
     for (size_t i = 0; i < n; i++)
@@ -174,7 +148,7 @@ static bool body_fields_ok(const tl_rec_hdr *h, const uint8_t *body) {
     }
 }
 
-enum tl_rec_err tl_rec_check_fields(const uint8_t *rec, enum tl_rec_where where, bool replay) {
+enum tl_rec_err tl_rec_check_fields_full(const uint8_t *rec, enum tl_rec_where where, bool replay) {
     const tl_rec_hdr *h = tl_rec_hdr_of(rec);
     const uint8_t *body = rec + TL_REC_HDR_BYTES;
 
@@ -215,14 +189,7 @@ enum tl_rec_err tl_rec_verify(uint8_t *rec, size_t avail, enum tl_rec_where wher
     enum tl_rec_err e = tl_rec_check_len(rec, avail, where);
     if (e != TL_REC_OK)
         return e;
-    tl_rec_hdr *h = (tl_rec_hdr *)rec;
-    bool r = (h->flags & TL_REC_FLAG_REPLAY) != 0;
-    h->flags &= (uint16_t)~TL_REC_FLAG_REPLAY;
-    if (replay != NULL)
-        *replay = r;
-    if (h->checksum == 0 || tl_rec_compute_checksum(rec, h->len) != h->checksum)
-        return TL_REC_ERR_CHECKSUM;
-    return tl_rec_check_fields(rec, where, r);
+    return tl_rec_verify_framed(rec, where, replay);
 }
 
 static void seal(uint8_t *dst, uint32_t len, tl_rec_meta *m) {

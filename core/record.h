@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "checksum.h"
 
@@ -183,9 +184,15 @@ static inline uint32_t tl_rec_len_for_body(uint32_t body_len) {
     return (TL_REC_HDR_BYTES + body_len + 7u) & ~7u;
 }
 
+/* The v1 body sizes by kind, 0..TL_KIND_KNOWN_MAX (0 for INVALID and
+ * HEARTBEAT). A table, so rule 3's inline path needs no call. */
+extern const uint8_t tl_kind_v1_table[TL_KIND_KNOWN_MAX + 1];
+
 /* The v1 body size of a known kind (the least body_len allowed), 0 for
  * HEARTBEAT and for kinds above TL_KIND_KNOWN_MAX. */
-uint32_t tl_kind_v1_body_bytes(uint16_t kind);
+static inline uint32_t tl_kind_v1_body_bytes(uint16_t kind) {
+    return kind <= TL_KIND_KNOWN_MAX ? tl_kind_v1_table[kind] : 0u;
+}
 const char *tl_kind_name(uint16_t kind); /* "ORDER_NEW", ..., "PAD", "UNKNOWN" */
 
 const char *tl_mode_name(uint32_t mode); /* "NORMAL" .. "HARD_HALT", "?" */
@@ -242,15 +249,107 @@ enum tl_rec_err {
 const char *tl_rec_err_name(enum tl_rec_err e); /* stable snake_case, e.g. "bad_checksum" */
 
 /* Rule 1 on the bytes at `rec` with `avail` bytes readable from there.
- * Reads only the header; needs avail >= 64 to say more than TRUNCATED. */
-enum tl_rec_err tl_rec_check_len(const uint8_t *rec, size_t avail, enum tl_rec_where where);
+ * Reads only the header; needs avail >= 64 to say more than TRUNCATED.
+ * Inline: the WAL walker runs it on every record. */
+static inline enum tl_rec_err tl_rec_check_len(const uint8_t *rec, size_t avail,
+                                               enum tl_rec_where where) {
+    if (avail < TL_REC_HDR_BYTES)
+        return TL_REC_ERR_TRUNCATED;
+    const tl_rec_hdr *h = tl_rec_hdr_of(rec);
+    uint32_t len = h->len;
+    /* Only a PAD may exceed 65536, and only on the ring. Its kind is not yet
+     * verified here (the checksum comes after), so the larger bound is taken
+     * on the kind word's say-so; rule 3 then rejects a PAD outside the ring. */
+    uint32_t limit = (where == TL_WHERE_RING && h->kind == TL_KIND_PAD) ? TL_PAD_LIMIT_BYTES - 8
+                                                                        : TL_REC_MAX_BYTES;
+    if (len < TL_REC_HDR_BYTES || (len & 7u) != 0 || len > limit)
+        return TL_REC_ERR_LEN;
+    if (len > avail)
+        return TL_REC_ERR_TRUNCATED;
+    return TL_REC_OK;
+}
 
-/* Rule 3 on a record that passed rules 1 and 2. */
-enum tl_rec_err tl_rec_check_fields(const uint8_t *rec, enum tl_rec_where where, bool replay);
+/* Rule 3 in full, in the order of enum tl_rec_err: the first rule that
+ * fails is the one named. Out of line; tl_rec_check_fields comes here for
+ * anything its inline path does not pass. */
+enum tl_rec_err tl_rec_check_fields_full(const uint8_t *rec, enum tl_rec_where where, bool replay);
 
-/* Rules 1-3 on a private, mutable, 8-aligned copy: clears REPLAY in the copy
- * (and says whether it was set) before the checksum, as wal.md and ring.md
- * require. */
+/* Kinds whose rule 3 the inline path decides (bit k: kind k, k < 16): every
+ * kind below 16 but INVALID, MODE_CHANGE and SYMBOL (their body rules are
+ * rarer and longer). Kinds 16..0xFFFE have no body rules either; PAD
+ * (0xFFFF) has its own, out of line. */
+#define TL_REC_INLINE_KINDS                                                                        \
+    ((uint32_t)0xFFFFu &                                                                           \
+     ~((1u << TL_KIND_INVALID) | (1u << TL_KIND_MODE_CHANGE) | (1u << TL_KIND_SYMBOL)))
+
+/* Rule 3 on a record that passed rules 1 and 2.
+ *
+ * Almost every record is an ORDER_NEW, ORDER_CANCEL, TRADE, CHECKPOINT or
+ * HEARTBEAT whose fields are all good: that case is decided here, inline,
+ * with the tests folded into a few branches. Anything else (a failed rule,
+ * PAD, MODE_CHANGE, SYMBOL) goes to tl_rec_check_fields_full, which decides
+ * on its own and names the first failure. So this path only ever answers
+ * TL_REC_OK, and only where the full check would (tests/unit/
+ * test_record_fast.c compares the two over mutated records). */
+static inline enum tl_rec_err tl_rec_check_fields(const uint8_t *rec, enum tl_rec_where where,
+                                                  bool replay) {
+    const tl_rec_hdr *h = tl_rec_hdr_of(rec);
+    uint32_t kind = h->kind, len = h->len, body_len = h->body_len;
+    /* Rule 1 held, so 64 <= len: the last word is inside the record. With
+     * len == roundup8(64 + body_len) the padding is its top 0..7 bytes
+     * (little-endian); the double shift makes the mask 0 for no padding. */
+    uint32_t pad_bytes = len - TL_REC_HDR_BYTES - body_len;
+    uint64_t last;
+    memcpy(&last, rec + len - 8, sizeof last);
+    uint64_t pad_mask = ~(uint64_t)0 << 1 << (63u - 8u * (pad_bytes & 7u));
+    bool inline_kind = kind < 16 ? ((TL_REC_INLINE_KINDS >> kind) & 1u) != 0 : kind != TL_KIND_PAD;
+    bool ok = (body_len <= TL_REC_BODY_MAX) & (tl_rec_len_for_body(body_len) == len) & inline_kind &
+              (h->reserved == 0) & ((h->flags & ~TL_REC_FLAGS_KNOWN) == 0) &
+              (!replay | (where == TL_WHERE_RING)) & ((last & pad_mask) == 0) &
+              (body_len >= tl_kind_v1_body_bytes((uint16_t)kind)) & (h->seq != 0);
+    if (__builtin_expect(ok, 1)) {
+        /* The body words below lie within body_len (>= the v1 size). A side
+         * or type byte b is in {1, 2} iff b - 1 < 2 (unsigned). */
+        _Static_assert(TL_SIDE_BUY == 1 && TL_SIDE_SELL == 2 && TL_ORDER_LIMIT == 1 &&
+                           TL_ORDER_MARKET == 2,
+                       "the domain tests below");
+        uint64_t w;
+        switch (kind) {
+            case TL_KIND_ORDER_NEW: /* side, type, zero[6] */
+                memcpy(&w, rec + TL_REC_HDR_BYTES + offsetof(tl_body_order_new, side), sizeof w);
+                ok = ((w & 0xffu) - 1u) < 2u && (((w >> 8) & 0xffu) - 1u) < 2u && (w >> 16) == 0;
+                break;
+            case TL_KIND_TRADE: /* taker_side, zero[7] */
+                memcpy(&w, rec + TL_REC_HDR_BYTES + offsetof(tl_body_trade, taker_side), sizeof w);
+                ok = ((w & 0xffu) - 1u) < 2u && (w >> 8) == 0;
+                break;
+            default:
+                break;
+        }
+        if (__builtin_expect(ok, 1))
+            return TL_REC_OK;
+    }
+    return tl_rec_check_fields_full(rec, where, replay);
+}
+
+/* Rules 2-3 on a private, mutable, 8-aligned copy whose rule 1 already held
+ * (tl_rec_check_len, or the ring consumer's copy checks): clears REPLAY in
+ * the copy (and says whether it was set; replay may be NULL) before the
+ * checksum, as wal.md and ring.md require. */
+static inline enum tl_rec_err tl_rec_verify_framed(uint8_t *rec, enum tl_rec_where where,
+                                                   bool *replay) {
+    tl_rec_hdr *h = (tl_rec_hdr *)(void *)rec;
+    bool r = (h->flags & TL_REC_FLAG_REPLAY) != 0;
+    h->flags &= (uint16_t)~TL_REC_FLAG_REPLAY;
+    if (replay != NULL)
+        *replay = r;
+    if (__builtin_expect(h->checksum == 0 || tl_rec_compute_checksum(rec, h->len) != h->checksum,
+                         0))
+        return TL_REC_ERR_CHECKSUM;
+    return tl_rec_check_fields(rec, where, r);
+}
+
+/* Rules 1-3 on a private, mutable, 8-aligned copy (see tl_rec_verify_framed). */
 enum tl_rec_err tl_rec_verify(uint8_t *rec, size_t avail, enum tl_rec_where where, bool *replay);
 
 /* ---- encoding ---- */

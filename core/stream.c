@@ -7,7 +7,10 @@
 
 void tl_rec_view_native(tl_rec_view *v, const uint8_t *rec, bool replay) {
     const tl_rec_hdr *h = tl_rec_hdr_of(rec);
-    memset(v, 0, sizeof *v);
+    const uint8_t *body = rec + TL_REC_HDR_BYTES;
+    /* Every member, once: no zeroing pass first (this runs for every record
+     * of both sources). Padding bytes are left as they are; nothing
+     * compares views bytewise. */
     v->checksum = h->checksum;
     v->parent = h->parent;
     v->seq = h->seq;
@@ -17,10 +20,12 @@ void tl_rec_view_native(tl_rec_view *v, const uint8_t *rec, bool replay) {
     v->symbol = h->symbol;
     v->kind = h->kind;
     v->replay = replay;
-    v->body = rec + TL_REC_HDR_BYTES;
+    v->body = body;
     v->body_len = h->body_len;
-    if (h->kind == TL_KIND_CHECKPOINT)
-        v->state_hash = v->body; /* state_hash is the checkpoint body's first member */
+    /* state_hash is the checkpoint body's first member */
+    v->state_hash = h->kind == TL_KIND_CHECKPOINT ? body : NULL;
+    v->event_seqs = NULL; /* native: one seq per record */
+    v->n_events = 0;
 }
 
 void tl_log_init(tl_log *log, enum tl_dialect dialect, void *window_mem, uint64_t window_records,
@@ -279,18 +284,24 @@ static void check_fence(tl_stream *s, const tl_rec_view *r, const tl_loc *loc, t
         s->fence = r->fence;
 }
 
-static void fill_entry(tl_win_entry *e, const tl_rec_view *r) {
-    e->checksum = r->checksum;
-    e->fence = r->fence;
-    e->ts_ns = r->ts_ns;
-    e->symbol = r->symbol;
-    e->kind = r->kind;
+/* The window entry of a first copy of seq from this stream. */
+static tl_win_entry entry_of(const tl_stream *s, const tl_rec_view *r, uint64_t seq) {
+    tl_win_entry e = {
+        .seq = seq,
+        .checksum = r->checksum,
+        .fence = r->fence,
+        .ts_ns = r->ts_ns,
+        .symbol = r->symbol,
+        .kind = r->kind,
+        .srcs = s->src_bit,
+    };
     if (r->kind == TL_KIND_TRADE && r->body != NULL) {
         tl_body_trade t;
         memcpy(&t, r->body, sizeof t);
-        e->qty = (uint64_t)t.qty;
-        e->notional = (uint64_t)t.price * (uint64_t)t.qty; /* wrapping, as ledger.md */
+        e.qty = (uint64_t)t.qty;
+        e.notional = (uint64_t)t.price * (uint64_t)t.qty; /* wrapping, as ledger.md */
     }
+    return e;
 }
 
 /* Compares a copy of seq with the window (or enters it) and raises FORK or
@@ -324,14 +335,11 @@ static enum tl_seen compare_one(tl_stream *s, const tl_rec_view *r, uint64_t seq
             *fence_back = true;
         return TL_SEEN_CONFLICT;
     }
-    if (tl_window_evicted(&log->win, seq)) {
-        log->uncompared_total++;
+    const tl_win_entry first = entry_of(s, r, seq);
+    if (tl_window_store(&log->win, &first) == NULL) {
+        log->uncompared_total++; /* evicted */
         return TL_SEEN_UNCOMPARED;
     }
-    e = tl_window_put(&log->win, seq);
-    TL_ASSERT(e != NULL);
-    fill_entry(e, r);
-    e->srcs = s->src_bit;
     return TL_SEEN_FIRST;
 }
 
@@ -364,8 +372,47 @@ static enum tl_seen compare_all(tl_stream *s, const tl_rec_view *r, const tl_loc
     return any_first ? TL_SEEN_FIRST : TL_SEEN_MATCH;
 }
 
+/* The common case, decided first: a native record in order and clean. Its
+ * seq is expected_seq, its parent and fence are the known ones in force,
+ * it is no LEADER_CHANGE and carries no REPLAY, and the window holds either
+ * nothing for its seq yet (the first copy enters) or the other source's
+ * copy with the same checksum (a match). Rules 4-6 then find nothing, and
+ * the general path below would make exactly these changes; every test is
+ * made before anything changes, so any other record goes there untouched.
+ * Returns false for those. */
+static bool record_in_order(tl_stream *s, const tl_rec_view *r, tl_stream_result *res) {
+    tl_log *log = s->log;
+    bool clean = (log->dialect == TL_DIALECT_TLYWAL1) & s->anchored & s->parent_known &
+                 s->fence_known & (r->seq == s->expected_seq) & (r->parent == s->expected_parent) &
+                 (r->fence == s->fence) & (r->kind != TL_KIND_LEADER_CHANGE) & !r->replay;
+    if (!clean)
+        return false;
+    TL_ASSERT(r->n_events == 0);
+    tl_win_entry *e = tl_window_slot(&log->win, r->seq);
+    if (e->seq == r->seq) {
+        /* A FORK or a SEQ_DUPLICATE is the general path's to name. */
+        if (e->checksum != r->checksum || (e->srcs & s->src_bit) != 0)
+            return false;
+        e->srcs |= s->src_bit;
+        res->seen = TL_SEEN_MATCH;
+    } else {
+        const tl_win_entry first = entry_of(s, r, r->seq);
+        if (tl_window_store(&log->win, &first) == NULL)
+            return false; /* evicted: uncompared, counted there */
+        res->seen = TL_SEEN_FIRST;
+    }
+    res->order = TL_ORDER_NEXT;
+    s->records_total++;
+    s->expected_seq = r->seq + 1;
+    s->expected_parent = r->checksum;
+    return true;
+}
+
 tl_stream_result tl_stream_record(tl_stream *s, const tl_rec_view *r, const tl_loc *loc) {
     TL_ASSERT(r->seq != 0 && r->kind != TL_KIND_PAD);
+    tl_stream_result fast;
+    if (__builtin_expect(record_in_order(s, r, &fast), 1))
+        return fast;
     tl_log *log = s->log;
     tl_finding f;
     tl_stream_result res = {TL_ORDER_NEXT, TL_SEEN_FIRST};

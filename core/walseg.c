@@ -191,9 +191,10 @@ void tl_walseg_next(tl_walseg *ws, const tl_walseg_facts *facts, uint8_t *buf, u
         need_more(ev, o, len);
         return;
     }
-    bool replay = false;
-    e = tl_rec_verify(p, len, TL_WHERE_WAL, &replay);
-    if (e == TL_REC_ERR_LEN || e == TL_REC_ERR_TRUNCATED || e == TL_REC_ERR_CHECKSUM) {
+    /* Rule 1 held just above: rules 2-3 only (tl_rec_verify would check the
+     * length a second time). */
+    e = tl_rec_verify_framed(p, TL_WHERE_WAL, NULL);
+    if (e == TL_REC_ERR_CHECKSUM) {
         record_failed(ws, facts, buf, buf_off, n, o, e, ev);
         return;
     }

@@ -19,30 +19,9 @@ void tl_window_init(tl_window *w, void *mem, uint64_t capacity) {
     memset(mem, 0, tl_window_bytes(capacity));
 }
 
-tl_win_entry *tl_window_find(tl_window *w, uint64_t seq) {
-    if (seq == 0)
-        return NULL;
-    tl_win_entry *e = &w->slots[seq & (w->capacity - 1)];
-    return e->seq == seq ? e : NULL;
-}
-
-bool tl_window_evicted(const tl_window *w, uint64_t seq) {
-    const tl_win_entry *e = &w->slots[seq & (w->capacity - 1)];
-    if (e->seq > seq)
-        return true;
-    return w->hi >= w->capacity && seq <= w->hi - w->capacity;
-}
-
 tl_win_entry *tl_window_put(tl_window *w, uint64_t seq) {
-    TL_ASSERT(seq != 0);
-    if (tl_window_evicted(w, seq))
-        return NULL;
-    tl_win_entry *e = &w->slots[seq & (w->capacity - 1)];
-    memset(e, 0, sizeof *e);
-    e->seq = seq;
-    if (seq > w->hi)
-        w->hi = seq;
-    return e;
+    const tl_win_entry zero = {.seq = seq};
+    return tl_window_store(w, &zero);
 }
 
 uint64_t tl_window_drop_above(tl_window *w, uint64_t above, uint8_t only_srcs) {

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "assert.h"
+
 #define TL_WIN_SRC_RING 0x01u
 #define TL_WIN_SRC_WAL  0x02u
 
@@ -58,12 +60,44 @@ size_t tl_window_bytes(uint64_t capacity);
  * aligned to 64. The window starts empty. */
 void tl_window_init(tl_window *w, void *mem, uint64_t capacity);
 
+/* The lookups below run for every record of both sources: inline. */
+
+/* The slot seq maps to, whatever seq it holds now. */
+static inline tl_win_entry *tl_window_slot(const tl_window *w, uint64_t seq) {
+    return &w->slots[seq & (w->capacity - 1)];
+}
+
 /* The entry for seq if the window holds it, else NULL. */
-tl_win_entry *tl_window_find(tl_window *w, uint64_t seq);
+static inline tl_win_entry *tl_window_find(tl_window *w, uint64_t seq) {
+    if (seq == 0)
+        return NULL;
+    tl_win_entry *e = tl_window_slot(w, seq);
+    return e->seq == seq ? e : NULL;
+}
 
 /* True when seq can no longer be held: a newer seq took its slot, or it is
  * capacity or more below the highest seq. */
-bool tl_window_evicted(const tl_window *w, uint64_t seq);
+static inline bool tl_window_evicted(const tl_window *w, uint64_t seq) {
+    const tl_win_entry *e = tl_window_slot(w, seq);
+    if (e->seq > seq)
+        return true;
+    return w->hi >= w->capacity && seq <= w->hi - w->capacity;
+}
+
+/* Claims the slot of entry->seq (evicting the older seq there) and writes
+ * the whole entry in one go: a caller that has every field builds it in
+ * registers, with no zeroing pass before. Returns the slot, or NULL, and
+ * changes nothing, if entry->seq is evicted. */
+static inline tl_win_entry *tl_window_store(tl_window *w, const tl_win_entry *entry) {
+    if (tl_window_evicted(w, entry->seq))
+        return NULL;
+    TL_ASSERT(entry->seq != 0); /* seq 0 is never valid; the slot's 0 means empty */
+    tl_win_entry *e = tl_window_slot(w, entry->seq);
+    *e = *entry;
+    if (entry->seq > w->hi)
+        w->hi = entry->seq;
+    return e;
+}
 
 /* Claims the slot of seq (evicting the older seq there) and returns it,
  * zeroed but for `seq`. Returns NULL, and changes nothing, if seq is evicted. */

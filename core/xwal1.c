@@ -115,11 +115,20 @@ size_t tl_xwal1_segment_name(char *out, size_t cap, uint64_t index) {
 
 void tl_xwal1_walker_init(tl_xwal1_walker *w, const uint8_t *seg, size_t seg_bytes,
                           size_t start_off, bool newest) {
-    TL_ASSERT(seg != NULL || seg_bytes == 0);
+    tl_xwal1_walker_init_window(w, seg, seg_bytes, 0, start_off, newest);
+}
+
+void tl_xwal1_walker_init_window(tl_xwal1_walker *w, const uint8_t *bytes, size_t n, size_t base,
+                                 size_t start_off, bool newest) {
+    TL_ASSERT(bytes != NULL || n == 0);
     TL_ASSERT(start_off == 0 || start_off >= TL_XWAL1_MAGIC_BYTES);
+    /* The magic is checked from the first byte of the file only. */
+    TL_ASSERT(start_off == 0 ? base == 0 : start_off >= base);
+    TL_ASSERT(n <= SIZE_MAX - base);
     memset(w, 0, sizeof *w);
-    w->seg = seg;
-    w->seg_bytes = seg_bytes;
+    w->seg = bytes;
+    w->base = base;
+    w->seg_bytes = base + n;
     w->off = start_off;
     w->newest = newest;
 }
@@ -176,10 +185,11 @@ enum tl_xwal1_step tl_xwal1_walker_next(tl_xwal1_walker *w, tl_xwal1_frame *fr,
         return stop(w, TL_XWAL1_END, TL_XWAL1_OK, o, err);
     if (r < 4)
         return torn(w, TL_XWAL1_ERR_SHORT_LENGTH, o, err);
+    const uint8_t *at = w->seg + (o - w->base); /* o >= base: init and every step keep it */
     uint32_t len;
-    memcpy(&len, w->seg + o, 4); /* little-endian host (record.h) */
+    memcpy(&len, at, 4); /* little-endian host (record.h) */
     if (len == 0) {
-        if (all_zero(w->seg + o, r))
+        if (all_zero(at, r))
             return torn(w, TL_XWAL1_ERR_ZERO_FILLED_TAIL, o, err);
         return stop(w, TL_XWAL1_CORRUPT, TL_XWAL1_ERR_ZERO_LENGTH, o, err);
     }
@@ -189,7 +199,7 @@ enum tl_xwal1_step tl_xwal1_walker_next(tl_xwal1_walker *w, tl_xwal1_frame *fr,
         return torn(w, TL_XWAL1_ERR_SHORT_PAYLOAD, o, err);
     if (r - 4 - len < 4)
         return torn(w, TL_XWAL1_ERR_SHORT_CRC, o, err);
-    const uint8_t *payload = w->seg + o + 4;
+    const uint8_t *payload = at + 4;
     uint32_t stored;
     memcpy(&stored, payload + len, 4);
     if (tl_xwal1_crc32(0, payload, len) != stored)

@@ -12,7 +12,9 @@
  *   tl_xwal1_decode[_strict]      a payload -> tl_xwal1_rec (fast scanner, or
  *                                 cJSON as the reference; they agree)
  *   tl_xwal1_symtab_* / _bind     a record -> the tl_rec_view every check sees
- *   tl_xwal1_tail_observe         the torn-tail clock rules, for the live loop
+ *   tl_xwal1_tail_observe         the torn-tail clock rules, for the live tailer
+ *   tl_xwal1_checks_*             the checks after decoding, per symbol, shared
+ *                                 by the verifier and the live loop (xwal1_checks.c)
  *   tl_xwal1_verifier_*           the whole offline check of a log (xwal1_verify.c)
  *
  * Payload rules. Upstream parses the payload with serde_json into
@@ -188,10 +190,11 @@ typedef struct tl_xwal1_frame {
  * After END, TENTATIVE or CORRUPT the walker stays there (a length-prefixed
  * stream has no resync point). It never reads outside [seg, seg + bytes). */
 typedef struct tl_xwal1_walker {
-    const uint8_t *seg;
-    size_t seg_bytes;
-    size_t off;      /* next frame offset */
-    size_t last_off; /* offset of the item last returned */
+    const uint8_t *seg; /* the byte at offset `base` of the segment */
+    size_t base;        /* 0, or a window's first offset (>= 7) */
+    size_t seg_bytes;   /* offset of the end: base + the bytes held */
+    size_t off;         /* next frame offset */
+    size_t last_off;    /* offset of the item last returned */
     bool newest;
     bool stopped;
     uint8_t last_step; /* enum tl_xwal1_step once stopped */
@@ -204,6 +207,15 @@ typedef struct tl_xwal1_walker {
  * there (bytes that held frames are gone). */
 void tl_xwal1_walker_init(tl_xwal1_walker *w, const uint8_t *seg, size_t seg_bytes,
                           size_t start_off, bool newest);
+/* The same walk over a window of a segment (a live tailer's buffer):
+ * `bytes` holds the segment's bytes [base, base + n), and the walk takes
+ * base + n as the end of the segment. base is 0 (start_off 0 checks the
+ * magic) or >= 7 with start_off >= base. Offsets stay those of the file.
+ * Whether a short item at the window's end is a verdict or just bytes not
+ * read yet is the caller's to know (xwal1_tail.c reads to the end of the
+ * file before it takes one). */
+void tl_xwal1_walker_init_window(tl_xwal1_walker *w, const uint8_t *bytes, size_t n, size_t base,
+                                 size_t start_off, bool newest);
 /* The next item; for TENTATIVE and CORRUPT *err is set and w->last_off is
  * where (0 for the magic). */
 enum tl_xwal1_step tl_xwal1_walker_next(tl_xwal1_walker *w, tl_xwal1_frame *fr,
@@ -283,9 +295,11 @@ enum tl_xwal1_err tl_xwal1_bind(tl_xwal1_symtab *t, const tl_xwal1_rec *rec,
 /* ---- the torn tail in a live log ---- */
 
 /* This engine publishes no durable position and no heartbeat, so a
- * tentative tail is judged on what the loop sees (wal.md):
+ * tentative tail is judged on what the reader sees (wal.md):
  *   - a newer segment exists: read the segment again with newest = false;
- *     a torn tail is then CORRUPT (reason torn_fresh_read);
+ *     a torn tail is then CORRUPT (io/xwal1_tail.c does exactly that, so
+ *     the finding carries the walker's own reason, short_payload say, as
+ *     the offline verifier reports the same bytes);
  *   - the walk still stops TENTATIVE at the same (segment, offset), the file
  *     has grown since it first did, and torn_grace_ms have passed: frames
  *     keep arriving after a frame that never completes: CORRUPT (reason
@@ -293,7 +307,8 @@ enum tl_xwal1_err tl_xwal1_bind(tl_xwal1_symtab *t, const tl_xwal1_rec *rec,
  *   - otherwise wait. A writer that stalls without writing more stays
  *     tentative; so does a crashed engine's tail (it truncates nothing:
  *     upstream refuses to start on it, which its operators will see).
- * The loop owns time: it passes now_ns. Pure state, no clock read here. */
+ * The caller owns time (io/xwal1_tail.c passes its monotonic clock: there
+ * is no engine heartbeat to pause the timer). Pure state, no clock read. */
 typedef struct tl_xwal1_tail {
     bool active;
     uint8_t err; /* enum tl_xwal1_err of the tentative item */
@@ -306,12 +321,13 @@ typedef struct tl_xwal1_tail {
 enum tl_xwal1_tail_verdict {
     TL_XWAL1_TAIL_CLEAR = 0,       /* no tentative tail (any earlier one resolved) */
     TL_XWAL1_TAIL_WAIT,            /* tentative, keep watching */
-    TL_XWAL1_TAIL_CORRUPT_NEWER,   /* report WAL_CORRUPT, TL_REASON_TORN_FRESH_READ */
+    TL_XWAL1_TAIL_CORRUPT_NEWER,   /* WAL_CORRUPT: the tail, read again as sealed, says why */
     TL_XWAL1_TAIL_CORRUPT_STALLED, /* report WAL_CORRUPT, TL_REASON_TORN_STALLED */
 };
 
 void tl_xwal1_tail_init(tl_xwal1_tail *t);
-/* Called after each walk of the newest segment that the loop makes.
+/* Called after each walk of the newest segment the reader makes (and, with
+ * nothing new, again as time passes).
  * tentative: the walk stopped TENTATIVE at (segment, offset) with err;
  * file_bytes: the segment's size at that walk; newer_segment: a later
  * segment exists now. Returns what to do; a CORRUPT verdict clears the state
@@ -320,6 +336,86 @@ enum tl_xwal1_tail_verdict tl_xwal1_tail_observe(tl_xwal1_tail *t, bool tentativ
                                                  uint64_t offset, enum tl_xwal1_err err,
                                                  uint64_t file_bytes, bool newer_segment,
                                                  uint64_t now_ns, uint64_t torn_grace_ms);
+
+/* ---- the checks after decoding (xwal1_checks.c) ---- */
+
+/* What every xwal1 reader does with a log once frames are decoded and
+ * bound: the offline verifier and the live loop (core/loop.c) both run
+ * these, so they report the same findings on the same bytes.
+ *
+ *   segment   index continuity: the first index read is taken as given
+ *             (wal.md "Where a reader starts"; not 1 is an unverified
+ *             anchor, no finding); every later one must be the previous
+ *             + 1, else SEGMENT_GAP (segment = the index read, seq2 = the
+ *             index expected, scope `*`);
+ *   record    rules 4 and 6 and the window comparison (core/stream.c) in
+ *             the symbol's own log and stream;
+ *   corrupt   a WAL_CORRUPT at (segment, offset) with its rule and reason.
+ *
+ * Why one tl_log (window) and one tl_stream per symbol: the window is keyed
+ * by seq (slot = seq & (capacity - 1)), and xwal1 seqs count per symbol, so
+ * event seq 8 of BTC-KRW and event seq 8 of ETH-KRW are different facts. A
+ * shared window would compare them (a false FORK) and let one symbol's seqs
+ * evict the other's. Rules 4 and 6 hold per symbol too (wal.md: "Per symbol,
+ * record seqs are strictly increasing"; the fencing token is per engine,
+ * but a drop is judged against what the symbol's records showed). So each
+ * symbol gets its own window, stream and fence in force, and findings carry
+ * the symbol as their scope. Every finding leaves through one sink, in
+ * detection order; the sink numbers them (the per-symbol logs' own ids are
+ * overwritten there). */
+typedef struct tl_xwal1_checks {
+    uint32_t max_symbols;    /* symbol ids 1..max_symbols have a log */
+    uint64_t window_records; /* per symbol */
+    tl_log *logs;            /* [max_symbols] */
+    tl_stream *streams;      /* [max_symbols] */
+    bool *ready;             /* [max_symbols]: the log is initialised */
+    uint8_t *win_mem;        /* max_symbols windows, win_each_bytes apart */
+    size_t win_each_bytes;
+    uint32_t used;   /* the highest symbol id that has a stream */
+    tl_sink out;     /* every finding */
+    uint64_t now_ns; /* set by the caller; the per-symbol logs' time */
+    bool have_segment;
+    bool anchor_unverified; /* the first index read was not 1 */
+    uint64_t first_index;
+    uint64_t last_index;
+} tl_xwal1_checks;
+
+/* Bytes of working memory (64-aligned) for max_symbols (1..
+ * TL_XWAL1_MAX_SYMBOLS) windows of window_records (a power of two, 2..2^26)
+ * each; 0 if either is out of range. */
+size_t tl_xwal1_checks_bytes(uint32_t max_symbols, uint64_t window_records);
+/* false if the sizes are invalid or mem_bytes too small. A symbol's window
+ * is cleared when its first record comes (offline: only the symbols a log
+ * holds cost anything); tl_xwal1_checks_prepare clears them all now
+ * (start-up of a live loop: no page is touched for the first time later). */
+bool tl_xwal1_checks_init(tl_xwal1_checks *c, uint32_t max_symbols, uint64_t window_records,
+                          void *mem, size_t mem_bytes, tl_sink out);
+void tl_xwal1_checks_prepare(tl_xwal1_checks *c);
+/* A segment file about to be read, by its index. */
+void tl_xwal1_checks_segment(tl_xwal1_checks *c, uint64_t index);
+/* A bound record (tl_xwal1_bind) at loc. false, and nothing checked, when
+ * its symbol id has no log (a binder whose table is larger than
+ * max_symbols): the caller reports it as too_many_symbols. */
+bool tl_xwal1_checks_record(tl_xwal1_checks *c, const tl_rec_view *v, const tl_loc *loc,
+                            tl_stream_result *res);
+/* WAL_CORRUPT at (index, offset): rule, reason (TL_REASON_XWAL1_BASE + err,
+ * or a torn-tail reason), and the frame's checksum when its crc held (0
+ * otherwise). Reading goes on as the caller decides; no stream changes. */
+void tl_xwal1_checks_corrupt(tl_xwal1_checks *c, enum tl_rule rule, uint16_t reason, uint64_t index,
+                             uint64_t offset, uint64_t checksum);
+/* WAL_CORRUPT for an xwal1 error at (index, offset). */
+void tl_xwal1_checks_corrupt_err(tl_xwal1_checks *c, enum tl_xwal1_err err, uint64_t index,
+                                 uint64_t offset, uint64_t checksum);
+/* The stream of symbol id, or NULL if it has none yet. */
+const tl_stream *tl_xwal1_checks_stream(const tl_xwal1_checks *c, uint32_t id);
+/* The highest fence in force over the symbols (0: none known). */
+uint64_t tl_xwal1_checks_fence(const tl_xwal1_checks *c);
+/* The highest seq read in order over the symbols (seqs count per symbol:
+ * a gauge, not a position). */
+uint64_t tl_xwal1_checks_read_seq(const tl_xwal1_checks *c);
+/* Sums of the per-symbol logs' counters. */
+void tl_xwal1_checks_totals(const tl_xwal1_checks *c, uint64_t *dup_total,
+                            uint64_t *uncompared_total);
 
 /* ---- offline verification of a whole log (xwal1_verify.c) ---- */
 
@@ -361,15 +457,10 @@ typedef struct tl_xwal1_summary {
 typedef struct tl_xwal1_verifier {
     tl_xwal1_verify_cfg cfg;
     tl_xwal1_symtab symtab;
-    tl_log *logs;       /* [max_symbols]: one window per symbol, seqs are per symbol */
-    tl_stream *streams; /* [max_symbols] */
-    bool *log_ready;    /* [max_symbols] */
-    uint8_t *win_mem;   /* max_symbols windows, win_each_bytes apart */
-    size_t win_each_bytes;
+    tl_xwal1_checks checks;     /* one window and stream per symbol */
     tl_xwal1_sym_summary *sums; /* [max_symbols] */
     tl_sink out;
     uint64_t next_id;
-    bool have_segment;
     tl_xwal1_summary summary;
     tl_xwal1_rec rec; /* scratch for one decoded record */
 } tl_xwal1_verifier;

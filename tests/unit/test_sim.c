@@ -25,6 +25,13 @@
  * claims leadership at our fence or at an older one, or it stops following
  * (STANDBY_LAG once it trails by more than peer.lag_records).
  *
+ * A lease authority (core/lease.h) names the engine as the holder of the
+ * leader key at revision 5 (its fence) every 5 ms, some readings failing;
+ * in some seeds it carries a fault of its own instead of the others': the
+ * lease is lost (the key absent) while the engine goes on writing:
+ * STALE_LEADER, with the split-brain action. The sim's run lasts a fraction
+ * of a second, so the grace is 2 ms here.
+ *
  * A failing seed prints itself; run it alone with TL_SIM_SEED=<n>.
  * TL_SIM_SEEDS=<n> sets how many seeds run (default 1000).
  */
@@ -152,6 +159,7 @@ typedef struct sim {
     int sent_n;
     struct sim_ledger *lg; /* the settlement ledger */
     struct sim_peer *pr;   /* the peer node */
+    struct sim_lease *le;  /* the lease authority */
     /* running sums over the TRADEs written, for CHECKPOINT bodies */
     uint64_t sum_trades, sum_qty, sum_notional;
     uint32_t wal_stall_steps; /* the tailer's reads are in flight: nothing new */
@@ -804,6 +812,69 @@ static bool wal_poll(void *ctx, tl_wal_ev *ev) {
 static tl_ctl_msg pending_ctl;
 static bool ctl_pending;
 
+/* ---- the lease authority ---- */
+
+#define LE_Q     16
+#define LE_POLL  5000000ull /* 5 ms */
+#define LE_GRACE 2u         /* ms */
+
+static uint64_t lease_fired_total, lease_ok_total;
+
+typedef struct sim_lease {
+    uint64_t rng;
+    bool fault; /* the lease is lost at fault_seq */
+    uint64_t fault_seq;
+    uint64_t lost_ns; /* the first reading without the key (0: not yet) */
+    uint64_t next_ns;
+    uint64_t poll_id;
+    tl_lease_reading q[LE_Q];
+    uint32_t q_head, q_count;
+} sim_lease;
+
+static uint64_t lernd(sim_lease *g) {
+    uint64_t z = (g->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    return z ^ (z >> 31);
+}
+
+static void lease_step(sim *s) {
+    sim_lease *g = s->le;
+    if (s->now < g->next_ns)
+        return;
+    g->next_ns = s->now + LE_POLL;
+    if (g->q_count == LE_Q)
+        return;
+    tl_lease_reading *r = &g->q[(g->q_head + g->q_count) % LE_Q];
+    memset(r, 0, sizeof *r);
+    r->poll_id = ++g->poll_id;
+    r->recv_mono_ns = s->now;
+    r->recv_real_ns = s->now + SIM_REAL_BASE;
+    if (lernd(g) % 20 == 0) {
+        r->fail = lernd(g) % 2 ? TL_LEASE_FAIL_UNREACHABLE : TL_LEASE_FAIL_REJECTED;
+    } else if (g->fault && s->next_seq > g->fault_seq) {
+        if (g->lost_ns == 0)
+            g->lost_ns = s->now;
+        r->revision = 6; /* the lease's expiry deleted the key */
+    } else {
+        r->present = 1;
+        memset(r->holder, SIM_SELF, TL_ID_BYTES);
+        r->mod_revision = 5;
+        r->revision = 5; /* nothing else is written: H = R (a fence above is never conclusive) */
+    }
+    g->q_count++;
+}
+
+static bool lease_poll(void *ctx, tl_lease_reading *r) {
+    sim *s = ctx;
+    sim_lease *g = s->le;
+    if (g->q_count == 0)
+        return false;
+    *r = g->q[g->q_head];
+    g->q_head = (g->q_head + 1) % LE_Q;
+    g->q_count--;
+    return true;
+}
+
 static bool ctl_poll(void *ctx, tl_ctl_msg *m) {
     sim *s = ctx;
     if (s->incarnation_pending && !s->down) {
@@ -978,6 +1049,7 @@ static void sim_step(sim *s, tl_loop *l, uint64_t total, bool make, bool laps, b
     ledger_advance(s);
     ledger_poll(s);
     peer_step(s);
+    lease_step(s);
     tl_loop_step(l, s->now, s->now + SIM_REAL_BASE);
 }
 
@@ -1089,9 +1161,22 @@ static int run_seed(uint64_t seed, bool verbose) {
         pr->fault_seq = total / 2 + 50 + prnd(pr) % (total / 3);
         s->nfaults = 0;
     }
+    /* The lease authority, from its own stream; a fault of its own takes
+     * the place of the others'. */
+    sim_lease *le = calloc(1, sizeof *le);
+    s->le = le;
+    le->rng = seed * 0x94d049bb133111ebull + 13;
+    le->next_ns = s->now;
+    if (lg->fault == L_NONE && pr->fault == P_NONE && lernd(le) % 6 == 0) {
+        le->fault = true;
+        le->fault_seq = total / 2 + 50 + lernd(le) % (total / 3);
+        s->nfaults = 0;
+    }
 
     tl_loop_cfg cfg;
     tl_loop_cfg_defaults(&cfg);
+    cfg.lease.enabled = true;
+    cfg.lease.grace_ms = LE_GRACE;
     cfg.window_records = 4096; /* more than the ring ever runs ahead of the WAL here */
     cfg.max_symbols = 64;
     cfg.backlog = 64;
@@ -1123,6 +1208,7 @@ static int run_seed(uint64_t seed, bool verbose) {
         .ledger_pop = lg->on ? ledger_pop : NULL,
         .peer_poll = pr->on ? peer_poll : NULL,
         .peer_send = pr->on ? peer_send : NULL,
+        .lease_poll = lease_poll,
     };
     tl_loop_init(l, &cfg, &ops, mem);
     ctl_pending = false;
@@ -1188,6 +1274,20 @@ static int run_seed(uint64_t seed, bool verbose) {
                 acts[na++] = key_of(TL_CMD_SET_SYMBOL_MODE, TL_MODE_HARD_HALT, 0);
                 acts[na++] = key_of(TL_CMD_WITHDRAWALS_HALT, 0, 0);
             }
+        }
+    }
+    /* The lost lease: judged on the records made after the first reading
+     * without the key, plus the grace. */
+    lease_ok_total += l->lease.st.ok_total;
+    if (le->fault && le->lost_ns != 0) {
+        bool after = false;
+        for (uint64_t q = 1; q < s->next_seq && !after; q++)
+            after = s->made_ns[q] > le->lost_ns + LE_GRACE * 1000000ull;
+        if (after) {
+            lease_fired_total++;
+            want[nw++] = TL_CHECK_STALE_LEADER;
+            acts[na++] = key_of(TL_CMD_SET_SYMBOL_MODE, TL_MODE_HARD_HALT, 0);
+            acts[na++] = key_of(TL_CMD_WITHDRAWALS_HALT, 0, 0);
         }
     }
     peer_compared_total += l->peer.c.compared;
@@ -1285,6 +1385,9 @@ static int run_seed(uint64_t seed, bool verbose) {
         if (pr->fault != P_NONE)
             printf(" %s@%llu%s", pfault_names[pr->fault], (unsigned long long)pr->fault_seq,
                    pr->fired ? "" : "(not seen)");
+        if (le->fault)
+            printf(" lease_lost@%llu%s", (unsigned long long)le->fault_seq,
+                   le->lost_ns != 0 ? "" : "(not fired)");
         if (pr->on)
             printf(" peer: sent %llu accepted %llu compared %llu held %llu rejected %llu",
                    (unsigned long long)pr->sent, (unsigned long long)l->peer.c.accepted,
@@ -1304,6 +1407,7 @@ static int run_seed(uint64_t seed, bool verbose) {
     free(s->ring_seen);
     free(s->lg);
     free(s->pr);
+    free(s->le);
     free(s);
     return bad;
 }
@@ -1340,6 +1444,10 @@ static void test_seeds(void **state) {
             if (pfault_fired[f] < 5)
                 fail_msg("peer fault %s seen in %llu seeds only", pfault_names[f],
                          (unsigned long long)pfault_fired[f]);
+        /* The lease was read, and its loss was met more than once. */
+        assert_true(lease_ok_total > n * 10);
+        if (lease_fired_total < 5)
+            fail_msg("lease loss fired in %llu seeds only", (unsigned long long)lease_fired_total);
     }
 }
 
