@@ -550,11 +550,13 @@ static void on_finding(void *ctx, const tl_finding *fin) {
     out(l, &o);
     bool bundle = false;
     for (int i = 0; i < n; i++) {
+        /* A repeat merged into an action in flight still widens the
+         * incident's bundle to its seq: the service merges the requests. */
+        bundle |= acts[i].bundle != 0;
         if (coalesced[i]) {
             l->c.actions_coalesced++;
             continue;
         }
-        bundle |= acts[i].bundle != 0;
         account(l, &acts[i], verdict[i], executed[i]);
     }
     if (bundle && l->policy.cfg.bundle_auto) {
