@@ -303,10 +303,16 @@ static inline enum tl_rec_err tl_rec_check_fields(const uint8_t *rec, enum tl_re
     memcpy(&last, rec + len - 8, sizeof last);
     uint64_t pad_mask = ~(uint64_t)0 << 1 << (63u - 8u * (pad_bytes & 7u));
     bool inline_kind = kind < 16 ? ((TL_REC_INLINE_KINDS >> kind) & 1u) != 0 : kind != TL_KIND_PAD;
-    bool ok = (body_len <= TL_REC_BODY_MAX) & (tl_rec_len_for_body(body_len) == len) & inline_kind &
-              (h->reserved == 0) & ((h->flags & ~TL_REC_FLAGS_KNOWN) == 0) &
-              (!replay | (where == TL_WHERE_RING)) & ((last & pad_mask) == 0) &
-              (body_len >= tl_kind_v1_body_bytes((uint16_t)kind)) & (h->seq != 0);
+    uint32_t v1_bytes = tl_kind_v1_body_bytes((uint16_t)kind);
+    /* Bitwise on purpose: every test is cheap and side-effect free, and one
+     * branch on their conjunction beats a branch per test. The operands are
+     * unsigned 0/1 values, not bools, so no compiler reads it as a typo. */
+    bool ok = ((unsigned)(body_len <= TL_REC_BODY_MAX) &
+               (unsigned)(tl_rec_len_for_body(body_len) == len) & (unsigned)inline_kind &
+               (unsigned)(h->reserved == 0) & (unsigned)((h->flags & ~TL_REC_FLAGS_KNOWN) == 0) &
+               ((unsigned)!replay | (unsigned)(where == TL_WHERE_RING)) &
+               (unsigned)((last & pad_mask) == 0) & (unsigned)(body_len >= v1_bytes) &
+               (unsigned)(h->seq != 0)) != 0;
     if (__builtin_expect(ok, 1)) {
         /* The body words below lie within body_len (>= the v1 size). A side
          * or type byte b is in {1, 2} iff b - 1 < 2 (unsigned). */
