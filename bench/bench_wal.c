@@ -2,8 +2,11 @@
  * offline reader's verified replay throughput against a raw pread of the same
  * bytes (not a CI test).
  *
- *   bench_wal [--dir D] [--gib N] [--segment-mib N] [--runs N] [--inline]
+ *   bench_wal [--dir PARENT] [--gib N] [--segment-mib N] [--runs N] [--inline]
  *             [--cold] [--keep]
+ *
+ * The log goes in PARENT/tally-bench-wal (PARENT defaults to /var/tmp); only
+ * that directory is ever removed, never PARENT.
  *
  * 1. Writes ~N GiB (default 1) of records averaging ~120 bytes (ORDER_NEW,
  *    ORDER_CANCEL, TRADE, CHECKPOINT, HEARTBEAT, an unknown kind with a
@@ -240,14 +243,14 @@ static double replay(const char *dir, tl_wal_summary *sum) {
 }
 
 int main(int argc, char **argv) {
-    const char *dir = "/var/tmp/tally-bench-wal";
+    const char *parent = "/var/tmp";
     double gib = 1.0;
     uint64_t seg_mib = 64;
     unsigned runs = 7;
     bool inline_mode = false, keep = false, cold = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
-            dir = argv[++i];
+            parent = argv[++i];
         else if (strcmp(argv[i], "--gib") == 0 && i + 1 < argc)
             gib = atof(argv[++i]);
         else if (strcmp(argv[i], "--segment-mib") == 0 && i + 1 < argc)
@@ -262,7 +265,7 @@ int main(int argc, char **argv) {
             cold = true;
         else {
             fprintf(stderr,
-                    "usage: %s [--dir D] [--gib N] [--segment-mib N] [--runs N] [--inline] "
+                    "usage: %s [--dir PARENT] [--gib N] [--segment-mib N] [--runs N] [--inline] "
                     "[--cold] [--keep]\n",
                     argv[0]);
             return 2;
@@ -270,6 +273,13 @@ int main(int argc, char **argv) {
     }
     if (runs < 1 || runs > MAX_RUNS || gib <= 0) {
         fprintf(stderr, "bad --runs or --gib\n");
+        return 2;
+    }
+    /* Our own directory under PARENT: the rm -rf below must never reach
+     * anything we did not create (a --dir /var/tmp once meant all of it). */
+    char dir[900];
+    if ((size_t)snprintf(dir, sizeof dir, "%s/tally-bench-wal", parent) >= sizeof dir) {
+        fprintf(stderr, "--dir too long\n");
         return 2;
     }
     char cmd[1200];
