@@ -94,6 +94,7 @@ static const char *const wire_names[TL_ADMIN_WIRE_COUNT] = {
     [TL_ADMIN_WIRE_PRECONDITION_FAILED] = "precondition_failed",
     [TL_ADMIN_WIRE_UNKNOWN_SYMBOL] = "unknown_symbol",
     [TL_ADMIN_WIRE_ENGINE_ERROR] = "engine_error",
+    [TL_ADMIN_WIRE_NEVER_APPLIED] = "never_applied",
     [TL_ADMIN_WIRE_UNKNOWN] = "unknown",
 };
 

@@ -28,6 +28,9 @@ enum tl_admin_wire {
     /* Not in engine-admin.md: the engine could not apply an otherwise valid
      * command (its log write failed). Not definitive: a retry may succeed. */
     TL_ADMIN_WIRE_ENGINE_ERROR,
+    /* Never on the wire: the loop's FAILED for a command the log never
+     * showed applied (xwal1 has no command id; TL_LOOP_ERR_NEVER_APPLIED). */
+    TL_ADMIN_WIRE_NEVER_APPLIED,
     /* Client side only: an error name this client does not know. */
     TL_ADMIN_WIRE_UNKNOWN,
     TL_ADMIN_WIRE_COUNT,

@@ -227,9 +227,12 @@ void tl_alerts_on_out(tl_alerts *a, const tl_out *o, uint64_t now_real_ns) {
     size_t n = tl_alert_format(a->fmt, a->instance, o, now_real_ns, a->body, sizeof a->body);
     if (n == 0) {
         a->unformatted++;
+        tl_webhook_note_unformatted(a->hook); /* exported: tally_webhook_refused_total */
         return;
     }
-    (void)tl_webhook_post(a->hook, a->body, n); /* n <= the body max: always queued */
+    /* n <= the body max, so it is always queued; a refusal would be a bug,
+     * and is counted (stats.refused) rather than lost. */
+    (void)tl_webhook_post(a->hook, a->body, n);
 }
 
 void tl_alerts_pass(tl_alerts *a, uint64_t now_mono_ns) {

@@ -73,6 +73,7 @@ typedef struct tl_api_deps {
     uint32_t max_symbols;
     uint64_t start_mono_ns;
     const tl_webhook_stats *webhooks; /* alert delivery counters; NULL: no webhooks */
+    const struct tl_lease_poll_stats *lease_poll; /* lease poller counters; NULL: no lease */
     struct tl_bundle_svc *bundle;     /* forensic bundles (admin/bundle.h); NULL: none */
 } tl_api_deps;
 

@@ -336,4 +336,5 @@ void api_metrics_extra(tl_api *a, tl_metrics_extra *x) {
     }
     x->safe_mode = a->safe_mode;
     x->webhooks = a->deps.webhooks;
+    x->lease_poll = a->deps.lease_poll;
 }

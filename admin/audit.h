@@ -38,6 +38,10 @@ typedef struct tl_audit_recovery {
     /* every command id the log knows (EXECUTED or later), for RECOVERED */
     uint8_t ids[TL_AUDIT_IDS_MAX][TL_ID_BYTES];
     uint32_t id_count;
+    /* the WAL findings already decided on (FINDING lines, the newest
+     * TL_DECIDED_MAX): an xwal1 log is read again from its start at every
+     * restart, and these are not acted on again (core/decided.h) */
+    tl_decided decided;
     uint64_t lines;
     bool chain_ok;           /* every prev matched */
     uint64_t chain_bad_line; /* the first line whose prev did not match (1-based) */

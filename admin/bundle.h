@@ -76,6 +76,7 @@
 #define TL_BUNDLE_WAL_MAX_BYTES   (64ull << 30)
 #define TL_BUNDLE_LEDGER_KEEP     64u                     /* watermark replies kept */
 #define TL_BUNDLE_AUDIT_MAX       (256u << 20)            /* audit bytes scanned */
+#define TL_BUNDLE_AUDIT_FILES     64u /* audit files read: audit.jsonl + the 63 newest rotations */
 #define TL_BUNDLE_AUDIT_BEFORE_NS (60ull * 1000000000ull) /* the window opens this before */
 #define TL_BUNDLE_METRICS_MAX     (2u << 20)
 #define TL_BUNDLE_MANIFEST_MAX    (16u << 20)
@@ -95,6 +96,7 @@ enum tl_bundle_err {
     TL_BUNDLE_ERR_SIGN,      /* "sign_failed": the signature could not be made */
     TL_BUNDLE_ERR_NOMEM,     /* "out_of_memory" */
     TL_BUNDLE_ERR_CANCELLED, /* "cancelled": tallyd stopped during the export */
+    TL_BUNDLE_ERR_RANGE,     /* "bad_range": from_seq is 0 or to_seq < from_seq */
     TL_BUNDLE_ERR_COUNT,
 };
 const char *tl_bundle_err_name(enum tl_bundle_err e);
@@ -113,6 +115,12 @@ enum tl_bundle_deg {
     TL_BUNDLE_DEG_METRICS,   /* "metrics_unavailable": no scrape in time */
     TL_BUNDLE_DEG_UNSIGNED,  /* "unsigned": no bundle.signing_key */
     TL_BUNDLE_DEG_XWAL1,     /* "xwal1_range_unknown": every xwal1 segment copied */
+    TL_BUNDLE_DEG_AUDIT_ROT, /* "audit_rotations_left_out": more than TL_BUNDLE_AUDIT_FILES - 1
+                              * rotated audit files, the oldest not read, and the oldest one
+                              * read still reaches into the window */
+    TL_BUNDLE_DEG_DIR_FSYNC, /* "dir_fsync_failed": the bundle is whole under its final name,
+                              * but fsync of bundle.dir failed: the name may not survive a
+                              * crash (result only: the manifest was already signed) */
     TL_BUNDLE_DEG_COUNT,
 };
 const char *tl_bundle_deg_name(enum tl_bundle_deg d);

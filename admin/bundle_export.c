@@ -678,29 +678,49 @@ static bool finding_of_job(const exp *x, const char *line, size_t len, FILE *out
     return mine;
 }
 
-/* audit.jsonl and audit.<n>.jsonl in the order they were written. */
-static uint32_t audit_files(const char *dir, char names[][64], uint32_t max) {
+/* The most directory entries audit_files looks at: far beyond any audit
+ * directory tally makes (rotations are counted in the tens). */
+#define AUDIT_DIR_SCAN_MAX (1u << 20)
+
+/* audit.<n>.jsonl with the highest rotation numbers (the newest: audit.c
+ * numbers rotations upwards), oldest first, then audit.jsonl. Every entry is
+ * looked at, whatever the directory order: a full table drops its lowest
+ * number when a higher one comes. *left_out counts the rotations not kept.
+ * Returns how many names, or UINT32_MAX if the directory cannot be read. */
+static uint32_t audit_files(const char *dir, char names[][64], uint32_t max, uint64_t *left_out) {
+    TL_ASSERT(max >= 2 && max <= TL_BUNDLE_AUDIT_FILES);
+    *left_out = 0;
     DIR *d = opendir(dir);
     if (d == NULL)
         return UINT32_MAX;
-    uint64_t nums[64];
-    uint32_t n = 0;
+    uint64_t nums[TL_BUNDLE_AUDIT_FILES];
+    uint32_t n = 0, keep = max - 1; /* one slot for audit.jsonl */
     struct dirent *de;
-    while ((de = readdir(d)) != NULL && n + 1 < max && n + 1 < 64) {
+    for (uint32_t seen = 0; seen < AUDIT_DIR_SCAN_MAX && (de = readdir(d)) != NULL; seen++) {
         unsigned long long k;
         char tail[8];
-        if (sscanf(de->d_name, "audit.%llu.jsonl%7s", &k, tail) == 1) {
-            /* insertion by rotation number: at most 63 kept, the newest */
-            uint32_t at = n;
-            while (at > 0 && nums[at - 1] > k) {
-                nums[at] = nums[at - 1];
-                memcpy(names[at], names[at - 1], 64);
-                at--;
-            }
-            nums[at] = k;
-            snprintf(names[at], 64, "%.63s", de->d_name);
-            n++;
+        if (sscanf(de->d_name, "audit.%llu.jsonl%7s", &k, tail) != 1)
+            continue;
+        if (n == keep) {
+            /* Full: names[0] holds the lowest number kept. */
+            (*left_out)++;
+            if (k <= nums[0])
+                continue;
+            memmove(nums, nums + 1, (n - 1) * sizeof nums[0]);
+            memmove(names[0], names[1], (size_t)(n - 1) * 64);
+            n--;
         }
+        /* Insertion by rotation number, ascending. */
+        uint32_t at = n;
+        while (at > 0 && nums[at - 1] > k) {
+            nums[at] = nums[at - 1];
+            memcpy(names[at], names[at - 1], 64);
+            at--;
+        }
+        nums[at] = k;
+        snprintf(names[at], 64, "%.63s", de->d_name);
+        n++;
+        TL_ASSERT(n <= keep);
     }
     closedir(d);
     snprintf(names[n++], 64, "audit.jsonl");
@@ -720,11 +740,15 @@ static enum tl_bundle_err stage_audit(exp *x) {
         return fail_write(x, e, "audit.jsonl");
     }
     const char *dir = x->env->audit_dir;
-    char names[64][64];
-    uint32_t n = dir != NULL && dir[0] != '\0' ? audit_files(dir, names, 64) : UINT32_MAX;
+    char names[TL_BUNDLE_AUDIT_FILES][64];
+    uint64_t left_out = 0;
+    uint32_t n = dir != NULL && dir[0] != '\0'
+                     ? audit_files(dir, names, TL_BUNDLE_AUDIT_FILES, &left_out)
+                     : UINT32_MAX;
     if (n == UINT32_MAX)
         degrade(x, TL_BUNDLE_DEG_AUDIT, "%s: %s", dir != NULL && dir[0] ? dir : "(none)",
                 dir != NULL && dir[0] ? strerror(errno) : "no audit directory");
+    bool first_read = true; /* the oldest rotation kept decides about the left-out ones */
     char *line = malloc(TL_AUDIT_LINE_MAX + 2);
     uint64_t scanned = 0;
     for (uint32_t i = 0; line != NULL && n != UINT32_MAX && i < n; i++) {
@@ -736,6 +760,13 @@ static enum tl_bundle_err stage_audit(exp *x) {
         if (stat(p, &st) != 0)
             continue; /* rotated away meanwhile */
         uint64_t mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
+        /* The rotations left out are older than this one: if this one was
+         * last written inside the window, they may hold window lines too. */
+        if (first_read && left_out > 0 && mtime >= x->job->window_from_real_ns)
+            degrade(x, TL_BUNDLE_DEG_AUDIT_ROT,
+                    "%llu older audit rotations not read (the newest %u read, from %s)",
+                    (unsigned long long)left_out, TL_BUNDLE_AUDIT_FILES - 1, names[i]);
+        first_read = false;
         if (mtime < x->job->window_from_real_ns)
             continue; /* every line in it is older than the window */
         FILE *in = fopen(p, "re");
@@ -892,35 +923,40 @@ static enum tl_bundle_err arc_file(exp *x, struct archive *a, entry *f, time_t m
     return e;
 }
 
-static void hex16(cJSON *o, const char *key, uint64_t v) {
+static cJSON *hex16(cJSON *o, const char *key, uint64_t v) {
     char buf[17];
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
-    cJSON_AddStringToObject(o, key, buf);
+    return cJSON_AddStringToObject(o, key, buf);
 }
 
-static cJSON *ring_json(const exp *x) {
+/* The manifest is signed: one that lacks a member (cJSON could not allocate
+ * it) must never be written. Every addition goes through ADD, which notes a
+ * failure in *ok; a NULL parent makes every addition under it fail too. */
+#define ADD(ok, expr) (*(ok) = ((expr) != 0) && *(ok))
+
+static cJSON *ring_json(const exp *x, bool *ok) {
     if (!x->have_ring)
         return cJSON_CreateNull();
     const tl_ring_ctl *c = &x->ring_ctl; /* our private copy: plain reads */
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return NULL;
-    cJSON_AddStringToObject(o, "name", x->env->ring_name);
-    bundle_u64(o, "capacity", x->ring_hdr.capacity);
-    bundle_u64(o, "created_ns", x->ring_hdr.created_ns);
-    bundle_u64(o, "producer_pid", x->ring_hdr.producer_pid);
-    bundle_u64(o, "publish", (uint64_t)c->publish);
-    bundle_u64(o, "last_seq", (uint64_t)c->last_seq);
-    bundle_u64(o, "producer_heartbeat_mono_ns", (uint64_t)c->producer_heartbeat_mono_ns);
-    bundle_u64(o, "wal_durable_seq", (uint64_t)c->wal_durable_seq);
-    bundle_u64(o, "wal_durable_segment_first_seq", (uint64_t)c->wal_durable_segment_first_seq);
-    bundle_u64(o, "wal_durable_offset", (uint64_t)c->wal_durable_offset);
-    bundle_u64(o, "consumer_position", (uint64_t)c->consumer_position);
-    bundle_u64(o, "consumer_state", (uint64_t)c->consumer_state);
-    bundle_u64(o, "consumer_wal_seq", (uint64_t)c->consumer_wal_seq);
-    bundle_u64(o, "fast_global_mode", (uint64_t)c->fast_global_mode);
-    bundle_u64(o, "fast_withdrawals_halted", (uint64_t)c->fast_withdrawals_halted);
-    bundle_u64(o, "fast_mode_epoch", (uint64_t)c->fast_mode_epoch);
+    ADD(ok, cJSON_AddStringToObject(o, "name", x->env->ring_name));
+    ADD(ok, bundle_u64(o, "capacity", x->ring_hdr.capacity));
+    ADD(ok, bundle_u64(o, "created_ns", x->ring_hdr.created_ns));
+    ADD(ok, bundle_u64(o, "producer_pid", x->ring_hdr.producer_pid));
+    ADD(ok, bundle_u64(o, "publish", (uint64_t)c->publish));
+    ADD(ok, bundle_u64(o, "last_seq", (uint64_t)c->last_seq));
+    ADD(ok, bundle_u64(o, "producer_heartbeat_mono_ns", (uint64_t)c->producer_heartbeat_mono_ns));
+    ADD(ok, bundle_u64(o, "wal_durable_seq", (uint64_t)c->wal_durable_seq));
+    ADD(ok, bundle_u64(o, "wal_durable_segment_first_seq", (uint64_t)c->wal_durable_segment_first_seq));
+    ADD(ok, bundle_u64(o, "wal_durable_offset", (uint64_t)c->wal_durable_offset));
+    ADD(ok, bundle_u64(o, "consumer_position", (uint64_t)c->consumer_position));
+    ADD(ok, bundle_u64(o, "consumer_state", (uint64_t)c->consumer_state));
+    ADD(ok, bundle_u64(o, "consumer_wal_seq", (uint64_t)c->consumer_wal_seq));
+    ADD(ok, bundle_u64(o, "fast_global_mode", (uint64_t)c->fast_global_mode));
+    ADD(ok, bundle_u64(o, "fast_withdrawals_halted", (uint64_t)c->fast_withdrawals_halted));
+    ADD(ok, bundle_u64(o, "fast_mode_epoch", (uint64_t)c->fast_mode_epoch));
     return o;
 }
 
@@ -929,118 +965,137 @@ static char *manifest_text(exp *x, uint64_t created_ns, size_t *len) {
     cJSON *m = cJSON_CreateObject();
     if (m == NULL)
         return NULL;
-    cJSON_AddStringToObject(m, "format", BUNDLE_FORMAT);
-    cJSON_AddStringToObject(m, "id", j->id);
-    cJSON_AddStringToObject(m, "origin", j->origin == TL_BUNDLE_AUTO ? "auto" : "request");
+    bool okv = true, *ok = &okv;
+    ADD(ok, cJSON_AddStringToObject(m, "format", BUNDLE_FORMAT));
+    ADD(ok, cJSON_AddStringToObject(m, "id", j->id));
+    ADD(ok, cJSON_AddStringToObject(m, "origin", j->origin == TL_BUNDLE_AUTO ? "auto" : "request"));
     cJSON *incs = cJSON_AddArrayToObject(m, "incidents");
+    ADD(ok, incs);
     for (uint32_t i = 0; incs != NULL && i < j->n_incidents; i++) {
         char b[24];
         snprintf(b, sizeof b, "%llu", (unsigned long long)j->incidents[i]);
-        cJSON_AddItemToArray(incs, cJSON_CreateString(b));
+        ADD(ok, cJSON_AddItemToArray(incs, cJSON_CreateString(b)));
     }
     if (j->n_incidents > 0)
-        bundle_u64(m, "incident", j->incidents[0]);
+        ADD(ok, bundle_u64(m, "incident", j->incidents[0]));
     else
-        cJSON_AddNullToObject(m, "incident");
-    bundle_u64(m, "incidents_merged", j->incidents_merged);
-    cJSON_AddStringToObject(m, "tally_version", TL_VERSION);
+        ADD(ok, cJSON_AddNullToObject(m, "incident"));
+    ADD(ok, bundle_u64(m, "incidents_merged", j->incidents_merged));
+    ADD(ok, cJSON_AddStringToObject(m, "tally_version", TL_VERSION));
     char host[256] = "?";
     (void)gethostname(host, sizeof host - 1);
-    cJSON_AddStringToObject(m, "host", host);
+    ADD(ok, cJSON_AddStringToObject(m, "host", host));
     char eid[2 * TL_ID_BYTES + 1];
     if (x->env->engine_id != NULL && !tl_id_is_zero(x->env->engine_id)) {
         bundle_hex(x->env->engine_id, TL_ID_BYTES, eid);
-        cJSON_AddStringToObject(m, "engine_id", eid);
+        ADD(ok, cJSON_AddStringToObject(m, "engine_id", eid));
     } else if (x->have_ring) {
         bundle_hex(x->ring_hdr.engine_id, TL_ID_BYTES, eid);
-        cJSON_AddStringToObject(m, "engine_id", eid);
+        ADD(ok, cJSON_AddStringToObject(m, "engine_id", eid));
     } else if (x->wal.have_engine_id) {
         bundle_hex(x->wal.engine_id, TL_ID_BYTES, eid);
-        cJSON_AddStringToObject(m, "engine_id", eid);
+        ADD(ok, cJSON_AddStringToObject(m, "engine_id", eid));
     } else {
-        cJSON_AddNullToObject(m, "engine_id");
+        ADD(ok, cJSON_AddNullToObject(m, "engine_id"));
     }
-    bundle_u64(m, "created_ns", created_ns);
-    bundle_u64(m, "requested_ns", j->requested_real_ns);
+    ADD(ok, bundle_u64(m, "created_ns", created_ns));
+    ADD(ok, bundle_u64(m, "requested_ns", j->requested_real_ns));
     cJSON *sr = cJSON_AddObjectToObject(m, "seq_range");
+    ADD(ok, sr);
     if (sr != NULL) {
-        bundle_u64(sr, "requested_from", j->from_seq);
-        bundle_u64(sr, "requested_to", j->to_seq);
-        bundle_u64(sr, "first", x->wal.first_seq);
-        bundle_u64(sr, "last", x->wal.last_seq);
-        bundle_u64(sr, "records", x->wal.records);
+        ADD(ok, bundle_u64(sr, "requested_from", j->from_seq));
+        ADD(ok, bundle_u64(sr, "requested_to", j->to_seq));
+        ADD(ok, bundle_u64(sr, "first", x->wal.first_seq));
+        ADD(ok, bundle_u64(sr, "last", x->wal.last_seq));
+        ADD(ok, bundle_u64(sr, "records", x->wal.records));
     }
     cJSON *fr = cJSON_AddObjectToObject(m, "fence_range");
+    ADD(ok, fr);
     if (fr != NULL) {
-        bundle_u64(fr, "min", x->wal.fence_min);
-        bundle_u64(fr, "max", x->wal.fence_max);
+        ADD(ok, bundle_u64(fr, "min", x->wal.fence_min));
+        ADD(ok, bundle_u64(fr, "max", x->wal.fence_max));
     }
     cJSON *an = cJSON_AddObjectToObject(m, "chain_anchors");
+    ADD(ok, an);
     if (an != NULL) {
-        bundle_u64(an, "first_seq", x->wal.first_seq);
-        hex16(an, "first_parent", x->wal.first_parent);
-        hex16(an, "first_checksum", x->wal.first_checksum);
-        bundle_u64(an, "last_seq", x->wal.last_seq);
-        hex16(an, "last_checksum", x->wal.last_checksum);
+        ADD(ok, bundle_u64(an, "first_seq", x->wal.first_seq));
+        ADD(ok, hex16(an, "first_parent", x->wal.first_parent));
+        ADD(ok, hex16(an, "first_checksum", x->wal.first_checksum));
+        ADD(ok, bundle_u64(an, "last_seq", x->wal.last_seq));
+        ADD(ok, hex16(an, "last_checksum", x->wal.last_checksum));
     }
-    cJSON_AddItemToObject(m, "ring", ring_json(x));
+    ADD(ok, cJSON_AddItemToObject(m, "ring", ring_json(x, ok)));
     cJSON *lg = cJSON_AddObjectToObject(m, "ledger");
+    ADD(ok, lg);
     cJSON *hist = lg != NULL ? cJSON_AddArrayToObject(lg, "history") : NULL;
+    ADD(ok, hist);
     if (lg != NULL)
-        cJSON_AddNumberToObject(lg, "replies", x->ledger_replies);
+        ADD(ok, cJSON_AddNumberToObject(lg, "replies", x->ledger_replies));
     for (uint32_t i = 0; hist != NULL && i < x->ledger_replies; i++) {
         cJSON *h = cJSON_CreateObject();
-        if (h == NULL)
+        if (h == NULL) {
+            okv = false;
             break;
-        bundle_u64(h, "poll_id", x->ledger[i].poll_id);
-        bundle_u64(h, "ledger_seq", x->ledger[i].ledger_seq);
-        hex16(h, "checksum", x->ledger[i].checksum);
-        bundle_u64(h, "recv_ns", x->ledger[i].recv_real_ns);
-        cJSON_AddItemToArray(hist, h);
+        }
+        ADD(ok, bundle_u64(h, "poll_id", x->ledger[i].poll_id));
+        ADD(ok, bundle_u64(h, "ledger_seq", x->ledger[i].ledger_seq));
+        ADD(ok, hex16(h, "checksum", x->ledger[i].checksum));
+        ADD(ok, bundle_u64(h, "recv_ns", x->ledger[i].recv_real_ns));
+        ADD(ok, cJSON_AddItemToArray(hist, h));
     }
     cJSON *sn = cJSON_AddArrayToObject(m, "snapshots");
+    ADD(ok, sn);
     for (unsigned i = 0; sn != NULL && i < TL_BUNDLE_SNAPSHOTS; i++) {
         if (!x->snaps[i].have)
             continue;
         cJSON *s = cJSON_CreateObject();
-        if (s == NULL)
+        if (s == NULL) {
+            okv = false;
             break;
+        }
         char p[BUNDLE_ARC_PATH + 16];
         snprintf(p, sizeof p, "snapshots/%s", x->snaps[i].name);
-        cJSON_AddStringToObject(s, "path", p);
-        bundle_u64(s, "seq", x->snaps[i].seq);
-        cJSON_AddItemToArray(sn, s);
+        ADD(ok, cJSON_AddStringToObject(s, "path", p));
+        ADD(ok, bundle_u64(s, "seq", x->snaps[i].seq));
+        ADD(ok, cJSON_AddItemToArray(sn, s));
     }
-    cJSON_AddNumberToObject(m, "audit_lines", (double)x->audit_lines);
-    cJSON_AddNumberToObject(m, "findings", (double)x->finding_lines);
+    ADD(ok, cJSON_AddNumberToObject(m, "audit_lines", (double)x->audit_lines));
+    ADD(ok, cJSON_AddNumberToObject(m, "findings", (double)x->finding_lines));
     cJSON *dg = cJSON_AddArrayToObject(m, "degraded");
+    ADD(ok, dg);
     for (unsigned d = 0; dg != NULL && d < TL_BUNDLE_DEG_COUNT; d++) {
         if ((x->r->degraded & (1u << d)) == 0)
             continue;
         cJSON *o = cJSON_CreateObject();
-        if (o == NULL)
+        if (o == NULL) {
+            okv = false;
             break;
-        cJSON_AddStringToObject(o, "name", tl_bundle_deg_name((enum tl_bundle_deg)d));
-        cJSON_AddStringToObject(o, "detail", x->deg_first[d]);
-        cJSON_AddItemToArray(dg, o);
+        }
+        ADD(ok, cJSON_AddStringToObject(o, "name", tl_bundle_deg_name((enum tl_bundle_deg)d)));
+        ADD(ok, cJSON_AddStringToObject(o, "detail", x->deg_first[d]));
+        ADD(ok, cJSON_AddItemToArray(dg, o));
     }
-    cJSON_AddBoolToObject(m, "signed", x->env->key != NULL);
-    cJSON_AddItemToObject(m, "wal_check", bw_check_json(&x->wal));
+    ADD(ok, cJSON_AddBoolToObject(m, "signed", x->env->key != NULL));
+    ADD(ok, cJSON_AddItemToObject(m, "wal_check", bw_check_json(&x->wal)));
     cJSON *files = cJSON_AddArrayToObject(m, "files");
+    ADD(ok, files);
     for (uint32_t i = 0; files != NULL && i < x->n_files; i++) {
         cJSON *f = cJSON_CreateObject();
-        if (f == NULL)
+        if (f == NULL) {
+            okv = false;
             break;
+        }
         char hex[65];
         bundle_hex(x->files[i].sha, 32, hex);
-        cJSON_AddStringToObject(f, "path", x->files[i].path);
-        bundle_u64(f, "size", x->files[i].size);
-        cJSON_AddStringToObject(f, "sha256", hex);
-        cJSON_AddItemToArray(files, f);
+        ADD(ok, cJSON_AddStringToObject(f, "path", x->files[i].path));
+        ADD(ok, bundle_u64(f, "size", x->files[i].size));
+        ADD(ok, cJSON_AddStringToObject(f, "sha256", hex));
+        ADD(ok, cJSON_AddItemToArray(files, f));
     }
     char *text = cJSON_Print(m);
-    /* Every member was added, or the document is incomplete: count them. */
-    bool whole = files != NULL && cJSON_GetArraySize(files) == (int)x->n_files;
+    /* Every member was added, or the document is incomplete (checked member
+     * by member through ADD; the file list counted as well). */
+    bool whole = okv && files != NULL && cJSON_GetArraySize(files) == (int)x->n_files;
     cJSON_Delete(m);
     if (text == NULL || !whole) {
         cJSON_free(text);
@@ -1119,17 +1174,17 @@ static enum tl_bundle_err write_archive(exp *x) {
     /* The final name only for a whole, synced file; then the directory. */
     if (rename(x->tmp_path, x->r->path) != 0)
         return fail_write(x, errno, "rename");
+    /* From here the bundle exists, whole, under its final name: nothing may
+     * report it as failed (or unlink it). Only the durability of its name is
+     * in doubt when the directory cannot be synced: a named degradation. */
     int dfd = open(x->env->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0) {
-            int err = errno;
-            close(dfd);
-            /* The file is whole under its name; only its name's durability is
-             * in doubt. Say so, and keep it. */
-            return fail_write(x, err, "fsync of bundle.dir");
-        }
-        close(dfd);
+    if (dfd < 0) {
+        degrade(x, TL_BUNDLE_DEG_DIR_FSYNC, "open %s: %s", x->env->dir, strerror(errno));
+        return TL_BUNDLE_OK;
     }
+    if (fsync(dfd) != 0)
+        degrade(x, TL_BUNDLE_DEG_DIR_FSYNC, "fsync %s: %s", x->env->dir, strerror(errno));
+    close(dfd);
     return TL_BUNDLE_OK;
 }
 
@@ -1187,7 +1242,8 @@ enum tl_bundle_err tl_bundle_export(const tl_bundle_env *env, const tl_bundle_jo
     if (x->files == NULL || x->buf == NULL || x->ledger == NULL)
         e = fail(x, TL_BUNDLE_ERR_NOMEM, 0, "export buffers");
     if (e == TL_BUNDLE_OK && (job->from_seq == 0 || job->to_seq < job->from_seq))
-        e = fail(x, TL_BUNDLE_ERR_TOO_LARGE, 0, "no seq range");
+        e = fail(x, TL_BUNDLE_ERR_RANGE, 0, "no seq range: from_seq %llu, to_seq %llu",
+                 (unsigned long long)job->from_seq, (unsigned long long)job->to_seq);
     if (e == TL_BUNDLE_OK)
         e = make_staging(x);
     if (e == TL_BUNDLE_OK) {

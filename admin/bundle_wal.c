@@ -41,6 +41,8 @@ const char *tl_bundle_err_name(enum tl_bundle_err e) {
             return "out_of_memory";
         case TL_BUNDLE_ERR_CANCELLED:
             return "cancelled";
+        case TL_BUNDLE_ERR_RANGE:
+            return "bad_range";
         case TL_BUNDLE_ERR_COUNT:
             break;
     }
@@ -69,6 +71,10 @@ const char *tl_bundle_deg_name(enum tl_bundle_deg d) {
             return "unsigned";
         case TL_BUNDLE_DEG_XWAL1:
             return "xwal1_range_unknown";
+        case TL_BUNDLE_DEG_AUDIT_ROT:
+            return "audit_rotations_left_out";
+        case TL_BUNDLE_DEG_DIR_FSYNC:
+            return "dir_fsync_failed";
         case TL_BUNDLE_DEG_COUNT:
             break;
     }
@@ -428,42 +434,52 @@ int bw_wal_check(const char *dir, bw_check *c, char *err, size_t cap) {
     return 0;
 }
 
-static void hex16(cJSON *o, const char *key, uint64_t v) {
+static cJSON *hex16(cJSON *o, const char *key, uint64_t v) {
     char buf[17];
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
-    cJSON_AddStringToObject(o, key, buf);
+    return cJSON_AddStringToObject(o, key, buf);
 }
 
 cJSON *bw_check_json(const bw_check *c) {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return NULL;
-    cJSON_AddNumberToObject(o, "segments", c->segments);
-    bundle_u64(o, "records_total", c->records_total);
-    bundle_u64(o, "first_seq", c->first_seq);
-    bundle_u64(o, "last_seq", c->last_seq);
-    bundle_u64(o, "records", c->records);
-    hex16(o, "first_parent", c->first_parent);
-    hex16(o, "first_checksum", c->first_checksum);
-    hex16(o, "last_checksum", c->last_checksum);
-    bundle_u64(o, "fence_min", c->fence_min);
-    bundle_u64(o, "fence_max", c->fence_max);
-    bundle_u64(o, "findings", c->findings);
-    cJSON_AddStringToObject(o, "tail", tl_wal_tail_name((enum tl_wal_tail)c->tail));
-    cJSON_AddBoolToObject(o, "anchor_verified", c->anchor_verified);
-    bundle_u64(o, "anchor_segment", c->anchor_segment);
+    /* Both sides compare this object: a member cJSON could not add would be
+     * a false mismatch (or a false match), so any failure returns NULL. */
+    bool ok = true;
+    ok = (cJSON_AddNumberToObject(o, "segments", c->segments) != 0) && ok;
+    ok = (bundle_u64(o, "records_total", c->records_total) != 0) && ok;
+    ok = (bundle_u64(o, "first_seq", c->first_seq) != 0) && ok;
+    ok = (bundle_u64(o, "last_seq", c->last_seq) != 0) && ok;
+    ok = (bundle_u64(o, "records", c->records) != 0) && ok;
+    ok = (hex16(o, "first_parent", c->first_parent) != 0) && ok;
+    ok = (hex16(o, "first_checksum", c->first_checksum) != 0) && ok;
+    ok = (hex16(o, "last_checksum", c->last_checksum) != 0) && ok;
+    ok = (bundle_u64(o, "fence_min", c->fence_min) != 0) && ok;
+    ok = (bundle_u64(o, "fence_max", c->fence_max) != 0) && ok;
+    ok = (bundle_u64(o, "findings", c->findings) != 0) && ok;
+    ok = (cJSON_AddStringToObject(o, "tail", tl_wal_tail_name((enum tl_wal_tail)c->tail)) != 0) && ok;
+    ok = (cJSON_AddBoolToObject(o, "anchor_verified", c->anchor_verified) != 0) && ok;
+    ok = (bundle_u64(o, "anchor_segment", c->anchor_segment) != 0) && ok;
     cJSON *arr = cJSON_AddArrayToObject(o, "first_findings");
+    ok = arr != NULL && ok;
     for (uint32_t i = 0; arr != NULL && i < c->shown; i++) {
         cJSON *f = cJSON_CreateObject();
-        if (f == NULL)
+        if (f == NULL) {
+            ok = false;
             break;
-        cJSON_AddStringToObject(f, "check", tl_check_name((enum tl_check)c->first[i].check));
+        }
+        ok = (cJSON_AddStringToObject(f, "check", tl_check_name((enum tl_check)c->first[i].check)) != 0) && ok;
         if (c->first[i].reason != TL_REASON_NONE)
-            cJSON_AddStringToObject(f, "reason", tl_reason_name(c->first[i].reason));
-        bundle_u64(f, "seq", c->first[i].seq);
-        bundle_u64(f, "segment", c->first[i].segment);
-        bundle_u64(f, "offset", c->first[i].offset);
-        cJSON_AddItemToArray(arr, f);
+            ok = (cJSON_AddStringToObject(f, "reason", tl_reason_name(c->first[i].reason)) != 0) && ok;
+        ok = (bundle_u64(f, "seq", c->first[i].seq) != 0) && ok;
+        ok = (bundle_u64(f, "segment", c->first[i].segment) != 0) && ok;
+        ok = (bundle_u64(f, "offset", c->first[i].offset) != 0) && ok;
+        ok = (cJSON_AddItemToArray(arr, f) != 0) && ok;
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
     }
     return o;
 }

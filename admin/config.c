@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/assert.h"
+#include "io/webhook.h"
 
 enum kind {
     K_OBJ = 0, /* a section */
@@ -118,7 +119,8 @@ static const row rows[] = {
     {"webhooks.urls", K_URLS, 0, 0, 0, 0, NULL, false},
     {"webhooks.format", K_STR, O(webhook_format), S(webhook_format), 0, 0, "tally|alertmanager",
      false},
-    {"webhooks.queue", K_U64, O(webhook_queue), 0, 1, 1 << 20, NULL, false},
+    /* the most io/webhook.h keeps: a larger value would be cut silently */
+    {"webhooks.queue", K_U64, O(webhook_queue), 0, 1, TL_WEBHOOK_QUEUE_MAX, NULL, false},
     {"webhooks.timeout_ms", K_U64, O(webhook_timeout_ms), 0, 1, 600000, NULL, false},
     {"canary", K_OBJ, 0, 0, 0, 0, NULL, false},
     {"canary.window_ms", K_U64, O(canary_window_ms), 0, 1, 86400000, NULL, false},
@@ -612,6 +614,20 @@ int tl_config_parse(const char *json, size_t len, tl_config *c, char *err, size_
         snprintf(err, err_cap, "state_dir: expected a path, got \"\"");
         return -1;
     }
+    /* The lease authority: checked here, at load, so a typo stops tallyd
+     * before it runs instead of showing up as LEASE_UNREACHABLE later. */
+    if (c->lease_endpoint[0] != '\0') {
+        if (strncmp(c->lease_endpoint, "http://", 7) != 0 &&
+            strncmp(c->lease_endpoint, "https://", 8) != 0) {
+            snprintf(err, err_cap, "lease.endpoint: expected an http:// or https:// URL, got \"%s\"",
+                     c->lease_endpoint);
+            return -1;
+        }
+        if (c->lease_key[0] == '\0') {
+            snprintf(err, err_cap, "lease.key: expected the leader key with lease.endpoint, got \"\"");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -678,4 +694,18 @@ void tl_config_loop(const tl_config *c, tl_loop_cfg *lc) {
     p->cooldown_ms = c->policy_cooldown_ms;
     p->max_actions_per_minute = (uint32_t)c->policy_max_actions_per_minute;
     p->bundle_auto = c->bundle_auto;
+    if (lc->dialect == TL_DIALECT_XWAL1) {
+        /* xwal1 seqs count per symbol, so the loop keeps one window per
+         * symbol: window.symbols bounds how many (at most
+         * TL_XWAL1_SYMBOLS_DEFAULT: each is a log, a stream and a window
+         * allocated at start-up), and window.records is shared between
+         * them, at least 1024 seqs each. With the defaults (1 Mi records,
+         * 4096 symbols) that is TL_XWAL1_WINDOW_RECORDS_DEFAULT per symbol,
+         * as `tallyctl wal verify` uses: test_xwal1_restart checks it. */
+        uint32_t n = lc->max_symbols < TL_XWAL1_SYMBOLS_DEFAULT ? lc->max_symbols
+                                                                : TL_XWAL1_SYMBOLS_DEFAULT;
+        uint64_t w = lc->window_records / n;
+        lc->xwal1_symbols = n;
+        lc->xwal1_window_records = w < 1024 ? 1024 : w;
+    }
 }

@@ -29,6 +29,10 @@
 
 #include "core/assert.h"
 
+/* The loop names its own FAILED reason with the value the shell prints. */
+_Static_assert(TL_ADMIN_WIRE_NEVER_APPLIED == TL_LOOP_ERR_NEVER_APPLIED,
+               "core/loop.h and admin/admin_err.h agree on never_applied");
+
 static bool id_known(const tl_daemon *d, const uint8_t id[TL_ID_BYTES]) {
     const tl_audit_recovery *r = d->recovery;
     for (uint32_t i = 0; i < r->id_count; i++)

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "admin/api_json.h"
+#include "admin/bundle.h"
 #include "core/loop.h"
 
 #define TL_INC_MAX        128u
@@ -70,9 +71,10 @@ typedef struct tl_incident {
     uint64_t bundle_from_seq;
     uint64_t bundle_to_seq;
     char bundle_id[48];
-    char bundle_path[256];
+    char bundle_path[TL_BUNDLE_PATH_MAX]; /* the service's paths: never cut */
     char bundle_state[24];  /* "requested", "queued", "exporting", "done", "degraded", "failed" */
-    char bundle_error[160]; /* failed: the error's name; degraded: the parts missing */
+    char bundle_error[256]; /* failed: the error's name; degraded: the parts missing (all
+                             * TL_BUNDLE_DEG_COUNT names fit) */
 } tl_incident;
 
 typedef struct tl_incidents {

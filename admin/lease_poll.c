@@ -173,7 +173,21 @@ void tl_lease_poll_pass(tl_lease_poll *p, uint64_t now_mono_ns) {
         p->st.polls++;
         if (tl_etcd_poll(p->client, &r)) /* a local etcd may answer at once */
             finished(p, &r);
+        return;
     }
+    /* libcurl refused to start (nothing is in flight, the body fits): no
+     * reading can come of this poll. It still reaches the loop as a failed
+     * one, so refusals in a row make LEASE_UNREACHABLE like any other
+     * failure instead of leaving the loop's silence check to notice. */
+    p->st.start_refused++;
+    memset(&r, 0, sizeof r);
+    r.err = TL_ETCD_ERR_CONFIG;
+    r.body = "";
+    finished(p, &r);
+}
+
+const tl_lease_poll_stats *tl_lease_poll_stats_of(const tl_lease_poll *p) {
+    return &p->st;
 }
 
 void tl_lease_poll_get_stats(const tl_lease_poll *p, tl_lease_poll_stats *out) {

@@ -34,6 +34,7 @@ typedef struct tl_lease_poll_stats {
     uint64_t parse_rejected[TL_LEASE_ERR_COUNT]; /* by parse reason */
     uint64_t queue_full;                         /* a reading dropped */
     uint64_t busy_skips;                         /* a poll due while one was in flight */
+    uint64_t start_refused; /* libcurl would not start a request (also in failed[config]) */
     uint64_t last_ok_mono_ns;                    /* the last good reading queued */
     uint64_t last_revision;                      /* its H */
 } tl_lease_poll_stats;
@@ -55,5 +56,8 @@ void tl_lease_poll_close(tl_lease_poll *p);
 void tl_lease_poll_pass(tl_lease_poll *p, uint64_t now_mono_ns);
 
 void tl_lease_poll_get_stats(const tl_lease_poll *p, tl_lease_poll_stats *out);
+/* The same counters in place (stable pointer, control thread only): what
+ * /metrics renders as tally_lease_rejected_total{stage,reason}. */
+const tl_lease_poll_stats *tl_lease_poll_stats_of(const tl_lease_poll *p);
 
 #endif

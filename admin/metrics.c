@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "admin/lease_poll.h"
 #include "core/assert.h"
 #include "core/canary.h"
 
@@ -301,6 +302,27 @@ size_t tl_metrics_render(const tl_metrics *m, const tl_metrics_extra *x, char *b
         put(&o, "tally_lease_readings_total{outcome=\"rejected\"} %llu\n",
             (unsigned long long)st->lease.rejected_total);
     }
+    /* Why readings failed, from the poller (control thread): stage "fetch"
+     * is the transfer (io/etcd_client.h's names), "parse" the reply
+     * (core/lease.h's names). Two stages keep the label sets distinct:
+     * both sides have a body_too_large. */
+    family(&o, "tally_lease_rejected_total", "counter",
+           "Lease readings that failed, by stage (fetch, parse) and reason.");
+    if (x->lease_poll != NULL) {
+        for (unsigned r = 1; r < TL_ETCD_ERR_COUNT; r++)
+            put(&o, "tally_lease_rejected_total{stage=\"fetch\",reason=\"%s\"} %llu\n",
+                tl_etcd_err_name((enum tl_etcd_err)r), (unsigned long long)x->lease_poll->failed[r]);
+        for (unsigned r = 1; r < TL_LEASE_ERR_COUNT; r++)
+            put(&o, "tally_lease_rejected_total{stage=\"parse\",reason=\"%s\"} %llu\n",
+                tl_lease_err_name((enum tl_lease_err)r),
+                (unsigned long long)x->lease_poll->parse_rejected[r]);
+    }
+    family(&o, "tally_lease_inconclusive_total", "counter",
+           "Lease judgements deferred: the reading's revision was below the fence (ledger.md race "
+           "rules).");
+    if (x->lease_configured)
+        put(&o, "tally_lease_inconclusive_total %llu\n",
+            (unsigned long long)st->lease.inconclusive_total);
 
     family(&o, "tally_reconcile_runs_total", "counter", "On-demand reconciles finished.");
     put(&o, "tally_reconcile_runs_total %llu\n", (unsigned long long)m->reconcile_runs);
@@ -388,12 +410,19 @@ size_t tl_metrics_render(const tl_metrics *m, const tl_metrics_extra *x, char *b
     family(&o, "tally_webhook_dropped_total", "counter",
            "Alert webhook deliveries given up: the queue overflowed (oldest dropped) or a 4xx.");
     family(&o, "tally_webhook_pending", "gauge", "Alert webhook deliveries still to make.");
+    family(&o, "tally_webhook_refused_total", "counter",
+           "Alerts never queued, by reason: unformatted (did not fit the message buffer), "
+           "invalid (the queue refused the body: empty or too long).");
     if (x->webhooks != NULL) {
         put(&o, "tally_webhook_sent_total %llu\n", (unsigned long long)x->webhooks->sent);
         put(&o, "tally_webhook_failed_total %llu\n", (unsigned long long)x->webhooks->failed);
         put(&o, "tally_webhook_retried_total %llu\n", (unsigned long long)x->webhooks->retried);
         put(&o, "tally_webhook_dropped_total %llu\n", (unsigned long long)x->webhooks->dropped);
         put(&o, "tally_webhook_pending %llu\n", (unsigned long long)x->webhooks->pending);
+        put(&o, "tally_webhook_refused_total{reason=\"unformatted\"} %llu\n",
+            (unsigned long long)x->webhooks->unformatted);
+        put(&o, "tally_webhook_refused_total{reason=\"invalid\"} %llu\n",
+            (unsigned long long)x->webhooks->refused);
     }
     family(&o, "tally_control_requests_total", "counter",
            "Control API requests answered, by status class.");

@@ -111,6 +111,8 @@ typedef struct tl_metrics_extra {
     uint64_t audit_queued;
     uint64_t safe_mode;               /* the engine's dead-man fallback is in force */
     const tl_webhook_stats *webhooks; /* alert webhooks (io/webhook.h); NULL: none */
+    /* the lease poller's counters (admin/lease_poll.h); NULL: no lease */
+    const struct tl_lease_poll_stats *lease_poll;
 } tl_metrics_extra;
 
 /* Renders every family into buf; returns the length, or 0 if cap is too

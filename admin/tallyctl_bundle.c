@@ -1,16 +1,22 @@
 /* tallyctl_bundle.c: forensic bundles from the command line.
  *
- *   tallyctl bundle export (--incident N | --from SEQ --to SEQ) [--no-wait] [--json]
+ *   tallyctl bundle export (--incident N | --from SEQ --to SEQ) [--no-wait]
+ *                          [--timeout SECONDS] [--json]
  *       asks tallyd for a bundle (POST /bundle) and follows it (GET
  *       /bundle/{id}) with a progress bar; exit 0 made (its path printed),
- *       1 the export failed (its named error printed), 2 usage or no answer.
+ *       1 the export failed (its named error printed), 2 usage, no answer,
+ *       a reply it cannot read, or no end within --timeout (default 600 s;
+ *       the export itself goes on in tallyd).
  *   tallyctl bundle verify FILE --pubkey PEM [--tmpdir DIR] [--json]
  *       offline: the signature, every file's SHA-256, the WAL chain; prints
  *       the incident's timeline and the first divergent seq; exit 0 all
- *       holds, 1 it does not (the reason printed), 2 usage.
+ *       holds, 1 it does not (the reason printed: a bundle that cannot be
+ *       opened or read is one that does not verify), 2 usage (including a
+ *       --pubkey that cannot be used: that says nothing about the bundle).
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +35,12 @@ static void verify_usage(FILE *to) {
                 "(PEM public key, or the private key), every file's size and SHA-256 (none\n"
                 "missing, none extra), and the WAL hash chain over the range. Prints the\n"
                 "incident's timeline and the first divergent seq when the bundle holds a\n"
-                "fork. Extracts into a private directory under --tmpdir ($TMPDIR, /tmp).\n"
+                "fork. Reads the archive once; WAL segments are checked as they stream.\n"
+                "--tmpdir is accepted for compatibility and no longer used.\n"
                 "\n"
-                "exit: 0 all holds, 1 it does not (the reason is printed), 2 usage\n");
+                "exit: 0 all holds; 1 it does not, the reason printed (a FILE that cannot\n"
+                "be opened or read counts: it cannot be shown to hold); 2 usage, including\n"
+                "a --pubkey that cannot be loaded\n");
 }
 
 static void on_progress(void *ctx, uint64_t done, uint64_t total) {
@@ -114,11 +123,10 @@ static int cmd_verify(int argc, char **argv, tc_opts *o) {
     tl_bundle_report r;
     enum tl_bundle_verr e = tl_bundle_verify(file, &vo, &r);
     tc_bar_end(&bar);
-    if (e == TL_BV_UNREADABLE) {
-        fprintf(stderr, "tallyctl: %s\n", r.detail);
-        cJSON_Delete(lines.arr);
-        return TC_USAGE;
-    }
+    /* An unreadable FILE is not special-cased: issue 6 says exit 1 and the
+     * reason for any bundle that does not verify, and one that cannot be read
+     * cannot be shown to hold. A bad --pubkey stays a usage error (2): it says
+     * nothing about the bundle. */
     if (e == TL_BV_PUBKEY) {
         fprintf(stderr, "tallyctl: --pubkey: %s\n", r.detail);
         cJSON_Delete(lines.arr);
@@ -208,17 +216,43 @@ static int cmd_verify(int argc, char **argv, tc_opts *o) {
 
 /* ---- export ---- */
 
+#define TC_EXPORT_TIMEOUT_S     600u   /* default --timeout */
+#define TC_EXPORT_TIMEOUT_MAX_S 86400u /* a day: anything longer is a typo */
+#define TC_EXPORT_POLL_MS       100u
+
+static uint64_t tc_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* --timeout: whole seconds in 1..TC_EXPORT_TIMEOUT_MAX_S. */
+static bool parse_timeout(const char *s, uint32_t *out) {
+    if (s[0] < '0' || s[0] > '9')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v == 0 || v > TC_EXPORT_TIMEOUT_MAX_S)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
 static void export_usage(FILE *to) {
     fprintf(to,
             "usage: tallyctl bundle export (--incident N | --from SEQ --to SEQ) [--incident N]\n"
-            "                              [--no-wait] [--json]\n"
+            "                              [--no-wait] [--timeout SECONDS] [--json]\n"
             "\n"
             "Asks tallyd for a forensic bundle (POST /bundle) and follows the export\n"
             "(GET /bundle/{id}) with a progress bar. With only --incident, the range is\n"
-            "the incident's seqs and bundle.margin_records around them.\n"
+            "the incident's seqs and bundle.margin_records around them. --timeout bounds\n"
+            "the wait (default %u s, 1..%u); on timeout the export goes on in tallyd\n"
+            "(GET /bundle/{id} shows it).\n"
             "\n"
-            "exit: 0 made (its path printed), 1 the export failed, 2 usage, refused or no\n"
-            "answer\n");
+            "exit: 0 made (its path printed), 1 the export failed, 2 usage, refused, no\n"
+            "answer, an unreadable answer, or the timeout\n",
+            TC_EXPORT_TIMEOUT_S, TC_EXPORT_TIMEOUT_MAX_S);
 }
 
 static const char *jstr(const cJSON *o, const char *k) {
@@ -248,12 +282,14 @@ static int cmd_export(int argc, char **argv, tc_opts *o) {
         {"from", required_argument, NULL, 'f'},
         {"to", required_argument, NULL, 't'},
         {"no-wait", no_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *inc = NULL, *from = NULL, *to = NULL;
     bool nowait = false;
+    uint32_t timeout_s = TC_EXPORT_TIMEOUT_S;
     int c;
     optind = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -269,6 +305,14 @@ static int cmd_export(int argc, char **argv, tc_opts *o) {
                 break;
             case 'n':
                 nowait = true;
+                break;
+            case 'T':
+                if (!parse_timeout(optarg, &timeout_s)) {
+                    fprintf(stderr,
+                            "tallyctl: --timeout: expected whole seconds 1..%u, got \"%s\"\n",
+                            TC_EXPORT_TIMEOUT_MAX_S, optarg);
+                    return TC_USAGE;
+                }
                 break;
             case 'j':
                 o->json = true;
@@ -326,8 +370,21 @@ static int cmd_export(int argc, char **argv, tc_opts *o) {
     tc_bar_start(&bar, o->progress, id);
     char url[128];
     snprintf(url, sizeof url, "/bundle/%s", id);
-    /* Polls every 100 ms until the export ends; tallyd bounds the export. */
-    for (;;) {
+    /* Polls every TC_EXPORT_POLL_MS until the export ends, at most timeout_s:
+     * a tallyd that never finishes (or a state this build does not know)
+     * must not hang a script. The poll count bounds the loop too, should the
+     * clock misbehave. */
+    uint64_t deadline_ms = tc_mono_ms() + (uint64_t)timeout_s * 1000u;
+    uint64_t polls_max = (uint64_t)timeout_s * 1000u / TC_EXPORT_POLL_MS + 1;
+    for (uint64_t poll = 0;; poll++) {
+        if (poll >= polls_max || tc_mono_ms() >= deadline_ms) {
+            tc_bar_end(&bar);
+            fprintf(stderr,
+                    "tallyctl: bundle %s: no end within --timeout %u s (it goes on in tallyd: "
+                    "GET %s)\n",
+                    id, timeout_s, url);
+            return TC_USAGE;
+        }
         if (tc_request("GET", url, NULL, &status, &resp, &len) != 0) {
             tc_bar_end(&bar);
             return TC_USAGE;
@@ -340,6 +397,16 @@ static int cmd_export(int argc, char **argv, tc_opts *o) {
         }
         j = cJSON_Parse(resp);
         const char *st = jstr(j, "state");
+        bool known = strcmp(st, "queued") == 0 || strcmp(st, "running") == 0 ||
+                     strcmp(st, "done") == 0 || strcmp(st, "failed") == 0;
+        if (!known) {
+            tc_bar_end(&bar);
+            fprintf(stderr, "tallyctl: bundle %s: unreadable reply (state \"%.32s\")\n", id,
+                    j == NULL ? "(not JSON)" : st);
+            cJSON_Delete(j);
+            free(resp);
+            return TC_USAGE;
+        }
         if (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0) {
             tc_bar_end(&bar);
             int rc = strcmp(st, "done") == 0 ? TC_OK : TC_MISMATCH;
@@ -362,7 +429,7 @@ static int cmd_export(int argc, char **argv, tc_opts *o) {
         tc_bar_update(&bar, ju64(j, "bytes_done"), ju64(j, "bytes_total"), "bytes");
         cJSON_Delete(j);
         free(resp);
-        struct timespec ts = {0, 100000000};
+        struct timespec ts = {0, (long)TC_EXPORT_POLL_MS * 1000000l};
         nanosleep(&ts, NULL);
     }
 }

@@ -416,12 +416,14 @@ static void verify_usage(FILE *to) {
             "  --dialect tlywal1|xwal1  the WAL format (default tlywal1)\n"
             "  --start-seq N            tlywal1: start in the segment holding N\n"
             "  --strict                 xwal1: decode with the cJSON reference decoder\n"
-            "  --max-symbols N          xwal1: symbols tracked (default 256)\n"
-            "  --window N               xwal1: seqs kept per symbol (power of two, default 2048)\n"
+            "  --max-symbols N          xwal1: symbols tracked (default %u)\n"
+            "  --window N               xwal1: seqs kept per symbol (power of two, default %u,\n"
+            "                           as tallyd's)\n"
             "  --max-findings N         findings listed in full (default 1000; all are counted)\n"
             "  --json                   one JSON document on stdout\n"
             "\n"
-            "exit: 0 consistent (no SEV1/SEV2 finding), 1 mismatch found, 2 usage or I/O error\n");
+            "exit: 0 consistent (no SEV1/SEV2 finding), 1 mismatch found, 2 usage or I/O error\n",
+            TL_XWAL1_SYMBOLS_DEFAULT, TL_XWAL1_WINDOW_RECORDS_DEFAULT);
 }
 
 int tc_wal_verify(int argc, char **argv, tc_opts *o) {
@@ -437,8 +439,8 @@ int tc_wal_verify(int argc, char **argv, tc_opts *o) {
         {NULL, 0, NULL, 0},
     };
     const char *dialect = "tlywal1";
-    uint64_t start_seq = 0, window = 2048;
-    uint32_t max_symbols = 256, max_findings = TC_FINDINGS_DEFAULT;
+    uint64_t start_seq = 0, window = TL_XWAL1_WINDOW_RECORDS_DEFAULT;
+    uint32_t max_symbols = TL_XWAL1_SYMBOLS_DEFAULT, max_findings = TC_FINDINGS_DEFAULT;
     bool strict = false;
     int c;
     optind = 0; /* 0: glibc starts afresh (permuting), after main's "+" scan */

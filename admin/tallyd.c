@@ -192,19 +192,6 @@ static int wal_start(tl_daemon *d, char *err, size_t cap) {
     return 0;
 }
 
-/* xwal1 seqs count per symbol, so the loop keeps one window per symbol
- * (core/loop.h): window.symbols bounds how many (at most 256: each is a
- * log, a stream and a window allocated at start-up), and window.records is
- * shared between them, at least 1024 seqs each. */
-static void xwal1_loop_cfg(tl_loop_cfg *lc) {
-    if (lc->dialect != TL_DIALECT_XWAL1)
-        return;
-    uint32_t n = lc->max_symbols < 256 ? lc->max_symbols : 256;
-    uint64_t w = lc->window_records / n;
-    lc->xwal1_symbols = n;
-    lc->xwal1_window_records = w < 1024 ? 1024 : w;
-}
-
 static int start(tl_daemon *d, char *err, size_t cap) {
     const tl_config *c = &d->cfg;
     if (mkdirs(c->state_dir) != 0) {
@@ -277,6 +264,14 @@ static int start(tl_daemon *d, char *err, size_t cap) {
     tl_loop_ops ops;
     tl_hot_ops(d, &ops);
     tl_loop_init(d->loop, &d->lcfg, &ops, d->loop_mem);
+    if (d->lcfg.dialect == TL_DIALECT_XWAL1) {
+        /* No saved position: the whole retained log is read again. What
+         * the audit shows decided is reported again, not acted on again
+         * (core/decided.h). */
+        const tl_decided *dec = &d->recovery->decided;
+        for (uint32_t i = 0; i < dec->count; i++)
+            tl_loop_decided_add(d->loop, &dec->keys[i]);
+    }
 
     if (wal_start(d, err, cap) != 0)
         return -1;
@@ -308,6 +303,7 @@ static int start(tl_daemon *d, char *err, size_t cap) {
         return -1;
     tl_api_deps ad = {
         .webhooks = d->alerts != NULL ? tl_alerts_stats(d->alerts) : NULL,
+        .lease_poll = d->lease != NULL ? tl_lease_poll_stats_of(d->lease) : NULL,
         .cfg = &d->cfg,
         .ctl = &d->ctl,
         .audit = &d->audit,
@@ -469,8 +465,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     snprintf(d.config_path, sizeof d.config_path, "%s", config);
-    tl_config_loop(&d.cfg, &d.lcfg);
-    xwal1_loop_cfg(&d.lcfg);
+    tl_config_loop(&d.cfg, &d.lcfg); /* xwal1's per-symbol windows too */
     tl_ledger_poll_loop_cfg(&d.cfg, &d.lcfg);
     tl_lease_poll_loop_cfg(&d.cfg, &d.lcfg);
 

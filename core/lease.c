@@ -103,11 +103,15 @@ void tl_lease_take(tl_lease *g, const tl_lease_reading *r, const tl_lease_local 
         g->stale_reported = false;
     if (r->present && loc->fence != 0 && r->revision >= loc->fence && r->mod_revision >= loc->fence)
         g->unknown_reported = false;
-    judge_unknown(g, loc->fence, 0, 0);
+    judge_unknown(g, loc->fence, g->last_seq, g->last_checksum);
 }
 
 void tl_lease_record(tl_lease *g, const tl_rec_view *v, const tl_lease_local *loc) {
-    if (!g->cfg.enabled || !g->have)
+    if (!g->cfg.enabled)
+        return;
+    g->last_seq = v->seq;
+    g->last_checksum = v->checksum;
+    if (!g->have)
         return;
     const tl_lease_reading *r = &g->cur;
     judge_unknown(g, v->fence, v->seq, v->checksum);

@@ -168,6 +168,11 @@ typedef struct tl_lease {
      * reading, which is always fresh. */
     uint64_t lost_since_real_ns;
     uint64_t last_any_ns; /* mono: the newest reading of any kind, or the first tick */
+    /* The newest record's first copy (0: none yet): an UNKNOWN_LEASE raised
+     * at a reading names it as evidence, the last record written with the
+     * fence in force that the authority does not back. */
+    uint64_t last_seq;
+    uint64_t last_checksum;
     bool stale_reported;
     bool unknown_reported;
     tl_lease_stats st;

@@ -26,8 +26,9 @@ void tl_loop_cfg_defaults(tl_loop_cfg *c) {
     c->bundle_margin = 1000;
     c->budget = 256;
     c->ring = true;
-    c->xwal1_symbols = 256;
-    c->xwal1_window_records = 4096;
+    c->xwal1_symbols = TL_XWAL1_SYMBOLS_DEFAULT;
+    c->xwal1_window_records = TL_XWAL1_WINDOW_RECORDS_DEFAULT;
+    c->xwal1_max_sends = 8;
     tl_policy_cfg_defaults(&c->policy);
     tl_peer_cfg_defaults(&c->peer);
     tl_ledger_cfg_defaults(&c->ledger);
@@ -105,6 +106,12 @@ void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, vo
         tl_xwal1_checks_prepare(&l->xwal1); /* every window's pages touched now */
     }
     tl_lease_init(&l->lease, &cfg->lease, &l->log);
+    tl_decided_init(&l->decided);
+}
+
+void tl_loop_decided_add(tl_loop *l, const tl_decided_key *k) {
+    TL_ASSERT(l->c.iterations == 0); /* before the hot thread owns the loop */
+    tl_decided_add(&l->decided, k);
 }
 
 uint64_t tl_loop_last_delivered(const tl_loop *l) {
@@ -523,6 +530,13 @@ static void on_finding(void *ctx, const tl_finding *fin) {
     tl_action *executed[4];
     int n = tl_policy_plan(&f, l->cfg.dialect, acts, 4);
     TL_ASSERT(n >= 0 && n <= 4);
+    if (n > 0 && l->decided.count > 0 && tl_decided_has(&l->decided, &f)) {
+        /* Met again reading the retained log after a restart: its actions
+         * went out when it was first seen, and an operator may have resumed
+         * since. Reported and audited below, not acted on again. */
+        l->c.findings_decided_before++;
+        n = 0;
+    }
     /* 1. decide, and raise the words: the engine's hot path halts now */
     for (int i = 0; i < n; i++) {
         acts[i].incident = f.incident;
@@ -586,6 +600,24 @@ static void emit_check(tl_loop *l, enum tl_check check, enum tl_severity sev, ui
 
 /* ---- what records mean ---- */
 
+/* An xwal1 log carries no command id of tally's, so its symbol_mode is the
+ * only trace of a command: an action in flight that set this scope to this
+ * mode counts as APPLIED when the log shows the mode. The oldest such action
+ * is taken (it was sent first). A mode change written before the command
+ * (read late, in catch-up) is indistinguishable and counts too: the mode it
+ * asked for is the symbol's mode either way. */
+static tl_action *xwal1_applied(tl_loop *l, uint32_t scope, uint8_t mode) {
+    tl_action *best = NULL;
+    for (uint32_t i = 0; i < l->inflight_count; i++) {
+        tl_action *a = &l->inflight[i];
+        if (a->cmd != TL_CMD_SET_SYMBOL_MODE || a->symbol != scope || a->mode != mode)
+            continue;
+        if (best == NULL || a->planned_ns < best->planned_ns)
+            best = a;
+    }
+    return best;
+}
+
 static void on_mode_change(tl_loop *l, const tl_rec_view *v) {
     if (v->body == NULL || v->body_len < sizeof(tl_body_mode_change))
         return;
@@ -597,6 +629,8 @@ static void on_mode_change(tl_loop *l, const tl_rec_view *v) {
         l->syms.withdrawals_halted = (uint8_t)b.withdrawals_halted;
 
     tl_action *a = inflight_find(l, b.command_id);
+    if (a == NULL && l->cfg.dialect == TL_DIALECT_XWAL1 && tl_id_is_zero(b.command_id))
+        a = xwal1_applied(l, scope, (uint8_t)b.mode);
     /* Every MODE_CHANGE goes out (restatements too): the control thread's
      * view of the modes (canary resume, /capabilities) is built from them. */
     tl_out o;
@@ -882,7 +916,12 @@ static void on_wal_xwal1(tl_loop *l, const tl_wal_ev *ev) {
             break;
         case TL_WAL_EV_TENTATIVE:
             /* State only: the tailer owns this dialect's torn-tail clock (no
-             * heartbeat to pause it) and reports CORRUPT itself. */
+             * heartbeat to pause it) and reports CORRUPT itself, so
+             * tentative_check skips xwal1 and tentative_since_ns stays
+             * unused here (set anyway, for /status readers of the state). */
+            if (!l->tentative || l->tentative_loc.segment != ev->loc.segment ||
+                l->tentative_loc.offset != ev->loc.offset)
+                l->tentative_since_ns = l->now_ns;
             l->tentative = true;
             l->tentative_loc = ev->loc;
             l->tentative_seq = ev->seq;
@@ -949,6 +988,12 @@ static void on_wal(tl_loop *l, const tl_wal_ev *ev) {
 
 static void tentative_check(tl_loop *l) {
     if (!l->tentative || l->tentative_alerted)
+        return;
+    /* xwal1: the tailer judges its torn tail (io/xwal1_tail.c, wal.md: a
+     * newer segment, or frames arriving after it for torn_grace_ms) and
+     * emits WAL_CORRUPT torn_stalled; a WAL_LAG here would report it twice.
+     * The engine attachment below is a ring's, which xwal1 has none of. */
+    if (l->cfg.dialect == TL_DIALECT_XWAL1)
         return;
     /* While the engine is down its recovery will truncate the torn tail. */
     if (l->engine_stale || !l->engine.attached)
@@ -1106,6 +1151,22 @@ static uint32_t retries(tl_loop *l) {
         tl_action *a = &l->inflight[i];
         if (l->now_ns < a->next_try_ns)
             continue;
+        if (l->cfg.dialect == TL_DIALECT_XWAL1 && a->acked &&
+            a->sends >= l->cfg.xwal1_max_sends) {
+            /* Accepted by the engine, sent that often, never seen in the
+             * log: re-sending it forever would only hide that. Named, so an
+             * operator checks the engine by hand. An unanswered command is
+             * still retried (it may never have arrived, behavior.md). */
+            a->state = TL_ACT_FAILED;
+            a->error = TL_LOOP_ERR_NEVER_APPLIED;
+            l->c.actions_failed++;
+            l->c.actions_never_applied++;
+            out_action(l, a);
+            inflight_remove(l, a);
+            i--; /* the last one moved into slot i */
+            n++;
+            continue;
+        }
         /* Same id, every member as first sent but issued_ns and mac. */
         l->c.send_retries++;
         send_now(l, a);

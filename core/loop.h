@@ -36,6 +36,7 @@
 #include "symtab.h"
 #include "window.h"
 #include "xwal1.h"
+#include "decided.h"
 
 /* ---- sources ---- */
 
@@ -190,6 +191,10 @@ typedef struct tl_loop_counters {
     uint64_t out_backlogged;
     uint64_t out_dropped_info; /* info findings only counted when the queue was full */
     uint64_t iterations;
+    /* xwal1: findings a previous run decided on, met again in catch-up:
+     * reported, their actions not planned again (core/decided.h) */
+    uint64_t findings_decided_before;
+    uint64_t actions_never_applied; /* xwal1: FAILED never_applied after xwal1_max_sends */
 } tl_loop_counters;
 
 #define TL_LOOP_HIST_BUCKETS 24u /* bucket i: iteration time < 64 ns << i */
@@ -301,7 +306,12 @@ typedef struct tl_loop_cfg {
      * 1..xwal1_symbols, each window xwal1_window_records seqs (a power of
      * two); all allocated at start-up. Unused for the native dialect. */
     uint32_t xwal1_symbols;        /* default 256 */
-    uint64_t xwal1_window_records; /* default 4096 */
+    uint64_t xwal1_window_records; /* default TL_XWAL1_WINDOW_RECORDS_DEFAULT */
+    /* xwal1: an action is APPLIED when the log shows the symbol_mode it
+     * asked for; one the log cannot show (withdrawals_halt, cancel_all, a
+     * mode never written) is FAILED never_applied after this many sends
+     * instead of being re-sent every apply_timeout_ms forever; default 8 */
+    uint32_t xwal1_max_sends;
     tl_policy_cfg policy;
     tl_peer_cfg peer; /* node_count 0: no peers */
     /* the settlement ledger; enabled = false: no ledger checks */
@@ -383,10 +393,22 @@ typedef struct tl_loop {
     tl_lease lease;
     /* xwal1: the WAL's per-symbol logs and streams (cfg.dialect XWAL1) */
     tl_xwal1_checks xwal1;
+    /* xwal1: findings a previous run decided on (tl_loop_decided_add) */
+    tl_decided decided;
 } tl_loop;
 
 /* mem: tl_loop_mem_bytes(cfg) bytes, 64-aligned, owned by the caller. */
 void tl_loop_init(tl_loop *l, const tl_loop_cfg *cfg, const tl_loop_ops *ops, void *mem);
+
+/* xwal1: a finding a previous run of tally audited (admin/audit.c reads
+ * them back). Met again while the retained log is read again, it is still
+ * reported, but no action is planned for it. Call between tl_loop_init and
+ * the first tl_loop_step (the hot thread owns the loop afterwards). */
+void tl_loop_decided_add(tl_loop *l, const tl_decided_key *k);
+
+/* The FAILED error of an action the log never showed applied (xwal1); the
+ * shell names it "never_applied" (admin/admin_err.h keeps the same value). */
+#define TL_LOOP_ERR_NEVER_APPLIED 8u
 
 /* One pass over every source; returns how much work it did (0 = idle). */
 uint32_t tl_loop_step(tl_loop *l, uint64_t now_mono_ns, uint64_t now_real_ns);

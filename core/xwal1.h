@@ -83,6 +83,12 @@
 #define TL_XWAL1_MAX_PAYLOAD_BYTES (4u << 20)
 #define TL_XWAL1_MAX_DEPTH         64u   /* JSON nesting, the top object counts 1 */
 #define TL_XWAL1_MAX_SYMBOLS       4096u /* symbol table capacity limit */
+/* The per-symbol window and symbol count when none is configured, the same
+ * live (tallyd, core/loop.c, admin/config.c) and offline (tallyctl wal
+ * verify): a fork further back than the window is uncompared, so two
+ * defaults would let the two disagree on the same log. */
+#define TL_XWAL1_WINDOW_RECORDS_DEFAULT 4096u
+#define TL_XWAL1_SYMBOLS_DEFAULT        256u
 #define TL_XWAL1_STATE_HASH_HEX    64u
 #define TL_XWAL1_MODE_NULL         0xFFu /* symbol_mode null or absent */
 /* Finding `reason` values for xwal1 frame and payload errors:

@@ -155,9 +155,15 @@ static void catch_up(tl_webhook *w, wh_url *u) {
     u->next_try_ns = 0;
 }
 
+void tl_webhook_note_unformatted(tl_webhook *w) {
+    w->st.unformatted++;
+}
+
 bool tl_webhook_post(tl_webhook *w, const char *body, size_t len) {
-    if (len == 0 || len > TL_WEBHOOK_BODY_MAX)
+    if (len == 0 || len > TL_WEBHOOK_BODY_MAX) {
+        w->st.refused++;
         return false;
+    }
     if (w->tail - w->head == w->queue) {
         w->head++; /* full: the oldest goes */
         for (uint32_t i = 0; i < w->url_count; i++)
@@ -185,7 +191,14 @@ static void start(tl_webhook *w, wh_url *u) {
     if (curl_easy_setopt(u->easy, CURLOPT_POSTFIELDSIZE, (long)m->len) != CURLE_OK ||
         curl_easy_setopt(u->easy, CURLOPT_POSTFIELDS, u->send) != CURLE_OK ||
         curl_multi_add_handle(w->multi, u->easy) != CURLM_OK) {
-        u->next_try_ns = w->now_ns + backoff_ns(w, u->attempts + 1);
+        /* An attempt that failed before it left: counted like a failed
+         * transfer (and a retry if it was one), and it backs off the same
+         * way, so a libcurl that keeps refusing shows in the counters. */
+        if (u->attempts > 0)
+            w->st.retried++;
+        w->st.failed++;
+        u->attempts++;
+        u->next_try_ns = w->now_ns + backoff_ns(w, u->attempts);
         return;
     }
     if (u->attempts > 0)

@@ -48,6 +48,10 @@ typedef struct tl_webhook_stats {
     uint64_t retried; /* attempts that were retries */
     uint64_t dropped; /* deliveries given up: the FIFO overflowed, or a definitive 4xx */
     uint64_t pending; /* deliveries still to make */
+    uint64_t refused; /* tl_webhook_post refused the body (empty or over TL_WEBHOOK_BODY_MAX) */
+    /* messages the caller could not build at all (tl_webhook_note_unformatted):
+     * kept here so one block of counters accounts for every alert */
+    uint64_t unformatted;
 } tl_webhook_stats;
 
 typedef struct tl_webhook tl_webhook;
@@ -60,6 +64,9 @@ void tl_webhook_close(tl_webhook *w);
 /* Queues one message for every URL (copied). False (nothing queued) if it
  * is empty or longer than TL_WEBHOOK_BODY_MAX. Never blocks. */
 bool tl_webhook_post(tl_webhook *w, const char *body, size_t len);
+
+/* The caller had a message to send and could not build it (counted). */
+void tl_webhook_note_unformatted(tl_webhook *w);
 
 /* Drives the transfers and starts what is due. Never blocks. */
 void tl_webhook_pass(tl_webhook *w, uint64_t now_mono_ns);

@@ -56,6 +56,16 @@ static void test_errors_name_the_key(void **state) {
          "ledger.lag_halt_ms: expected >= ledger.lag_throttle_ms (2000), got 100"},
         {"{\"wal\":{\"dialect\":\"xwal1\"}}",
          "engine.ring: expected \"\" with wal.dialect \"xwal1\" (that engine publishes no ring)"},
+        /* the lease authority: a URL libcurl can use, and a key with it */
+        {"{\"lease\":{\"endpoint\":\"127.0.0.1:2379\",\"key\":\"/l\"}}",
+         "lease.endpoint: expected an http:// or https:// URL, got \"127.0.0.1:2379\""},
+        {"{\"lease\":{\"endpoint\":\"ftp://h\",\"key\":\"/l\"}}",
+         "lease.endpoint: expected an http:// or https:// URL, got \"ftp://h\""},
+        {"{\"lease\":{\"endpoint\":\"http://127.0.0.1:2379\"}}",
+         "lease.key: expected the leader key with lease.endpoint, got \"\""},
+        /* the bound is what io/webhook.h really keeps, not more */
+        {"{\"webhooks\":{\"queue\":65537}}",
+         "webhooks.queue: expected integer 1..65536, got 65537"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memset(err, 0, sizeof err);
@@ -64,6 +74,13 @@ static void test_errors_name_the_key(void **state) {
     }
     assert_int_equal(parse("{\"cpu\":", &c, err), -1);
     assert_non_null(strstr(err, "not valid JSON"));
+    /* the good forms still load; the queue's largest value is accepted */
+    assert_int_equal(
+        parse("{\"lease\":{\"endpoint\":\"https://etcd:2379\",\"key\":\"/l\"}}", &c, err), 0);
+    assert_int_equal(parse("{\"lease\":{\"endpoint\":\"http://e:1\",\"key\":\"/x/l\"}}", &c, err),
+                     0);
+    assert_int_equal(parse("{\"webhooks\":{\"queue\":65536}}", &c, err), 0);
+    assert_int_equal(c.webhook_queue, 65536);
 }
 
 static void test_example_documents_every_key(void **state) {

@@ -425,6 +425,9 @@ static void test_unknown_lease(void **state) {
     assert_int_equal(found[0].fence, 7);
     assert_int_equal(found[0].fence2, 5);
     assert_int_equal(found[0].seq2, 7);
+    /* raised at a reading: the evidence is the newest record read (700) */
+    assert_int_equal(found[0].seq, 700);
+    assert_int_equal(found[0].checksum, 700 * 31);
     record(701, 7, 300, &a);
     reading(A, 5, 30, 400, &a);
     assert_int_equal(nfound, 1); /* one episode */
