@@ -73,8 +73,16 @@ typedef struct tl_api_deps {
     uint32_t max_symbols;
     uint64_t start_mono_ns;
     const tl_webhook_stats *webhooks; /* alert delivery counters; NULL: no webhooks */
-    const struct tl_lease_poll_stats *lease_poll; /* lease poller counters; NULL: no lease */
-    struct tl_bundle_svc *bundle;     /* forensic bundles (admin/bundle.h); NULL: none */
+    /* the lease poller's counters (admin/lease_poll.h); NULL: no lease */
+    const struct tl_lease_poll_stats *lease_poll;
+    struct tl_bundle_svc *bundle; /* forensic bundles (admin/bundle.h); NULL: none */
+    /* POST /reconcile's snapshots: the ledger poller's newest accepted
+     * watermark (tl_ledger_poll_last, a call on this thread: tl_api does not
+     * link the daemon's poller; NULL: no ledger) and the loop's peer state,
+     * read through its seqlock only (NULL: no peers). */
+    const struct tl_ledger_poll *ledger_poll;
+    bool (*ledger_last)(const struct tl_ledger_poll *p, tl_ledger_wm *out);
+    const struct tl_peer *peer;
 } tl_api_deps;
 
 typedef struct tl_api tl_api;

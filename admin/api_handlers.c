@@ -266,6 +266,15 @@ static void degraded_reason(tl_api *a, char *out, size_t cap) {
         snprintf(out, cap, "the engine is in its dead-man safe mode");
     else if (a->cfg->lease_endpoint[0] != '\0' && st->lease.unreachable)
         snprintf(out, cap, "the lease authority cannot be reached (LEASE_UNREACHABLE)");
+    else if (st->tail.configured && st->tail.io_error)
+        /* The xwal1 tailer retries every rescan interval; until it reads
+         * again, nothing of the log is checked. */
+        snprintf(out, cap,
+                 "the WAL tailer cannot read segment %llu: %s: %s (%llu failures in a row)",
+                 (unsigned long long)st->tail.last_ioerr_segment,
+                 st->tail.last_op != NULL ? st->tail.last_op : "-",
+                 st->tail.last_errno != 0 ? strerror(st->tail.last_errno) : "-",
+                 (unsigned long long)st->tail.io_error_streak);
 }
 
 static enum MHD_Result h_capabilities(api_ctx *x) {
@@ -752,6 +761,22 @@ static enum MHD_Result h_resume_post(api_ctx *x) {
 
 /* ---- /reconcile ---- */
 
+/* What the run judges besides the WAL, copied now, on this thread: the
+ * poller's newest accepted watermark (the poller runs on this thread too),
+ * and each peer's reported CHECKPOINTs through the loop's seqlock (never a
+ * plain read of the loop's state). */
+static void api_reconcile_snapshot(tl_api *a, tl_reconcile_req *q) {
+    q->have_watermark =
+        a->deps.ledger_last != NULL && a->deps.ledger_last(a->deps.ledger_poll, &q->watermark);
+    q->n_peers = 0;
+    if (a->deps.peer == NULL)
+        return;
+    q->n_peers = a->deps.peer->cfg.node_count;
+    TL_ASSERT(q->n_peers <= TL_PEER_NODES_MAX);
+    for (uint32_t i = 0; i < q->n_peers; i++)
+        q->peer_unread[i] = !tl_peer_reported_read(a->deps.peer, i, &q->peers[i]);
+}
+
 static enum MHD_Result h_reconcile_post(api_ctx *x) {
     tl_api *a = x->a;
     static const char *const allowed[] = {"from_seq", "to_seq", "symbols", NULL};
@@ -780,6 +805,7 @@ static enum MHD_Result h_reconcile_post(api_ctx *x) {
     cJSON_Delete(bd.root);
     if (bad != NULL)
         return api_send_error(x, 400, "bad_request", "%s", bad);
+    api_reconcile_snapshot(a, &q);
     char id[TL_RC_ID_MAX];
     if (tl_reconcile_submit(a->reconcile, &q, a->now_real_ns, id) != 0)
         return api_send_error(x, 429, "busy", "%u reconciles are waiting already; try later",

@@ -6,6 +6,8 @@
  *   snapshots/<file>         the engine snapshots nearest to the range
  *   ring/control.bin         the ring's control block at export time (4096 B)
  *   ring/data.bin            the ring's raw data region at export time
+ *   range.json               the requested seq range (before wal/: verify
+ *                            checks the WAL as the archive streams)
  *   ledger/watermarks.jsonl  the ledger watermark replies tallyd kept
  *   findings.jsonl           the incident's findings (from the audit log)
  *   audit.jsonl              the audit lines of the incident's window
@@ -26,29 +28,35 @@
  * Export (tl_bundle_export) in steps, each bounded:
  *   1. settle: wait (at most settle_ms) for the engine's durable seq to reach
  *      to_seq, so the margin after the incident is in the WAL;
- *   2. stage under <dir>/.staging-<id>/: the ring (control block read with
- *      atomic loads, data region copied from a read-only mapping), every
- *      overlapping segment copied with copy_file_range (a frozen copy: the
- *      engine may append to or retire the original meanwhile), the nearest
- *      snapshots, the ledger history, the audit window, the config;
- *   3. re-read the staged WAL with io/wal_reader: seq and fence range, chain
- *      anchors, findings (recorded in the manifest: verify must reproduce
- *      them exactly);
- *   4. write <dir>/.<name>.tmp: each staged file, hashed as it is
- *      compressed, then the manifest and its signature; fsync, rename to
- *      <dir>/<name>, fsync the directory. Any error unlinks the temp file:
- *      a half-written bundle never has the final name.
+ *   2. stage the small parts under <dir>/.staging-<id>/: the ring (control
+ *      block read with atomic loads, data region copied from a read-only
+ *      mapping), range.json, the ledger history, the audit window, the
+ *      config; list (and hold open, up to 256) every overlapping segment and
+ *      the nearest snapshots with their sizes now;
+ *   3. write <dir>/.<name>.tmp in one pass: each staged file, and each
+ *      segment and snapshot read from its own directory up to its listed
+ *      size, hashed as it is compressed; native segments also go through
+ *      the WAL check (bw_stream: seq and fence range, chain anchors,
+ *      findings, recorded in the manifest: verify must reproduce them
+ *      exactly); then the manifest and its signature; fsync, rename to
+ *      <dir>/<name>, fsync the directory (a failure there is a degradation:
+ *      the bundle is whole under its name). Any error before the rename
+ *      unlinks the temp file: a half-written bundle never has the final name.
  * Failures are named (enum tl_bundle_err) and abort; losses of one part are
  * named degradations (enum tl_bundle_deg) and the bundle is still made.
  *
- * Verification (tl_bundle_verify) extracts into a private temp directory,
- * hashing each entry as it is written, and checks: the signature over
+ * Verification (tl_bundle_verify) reads the archive once and writes
+ * nothing to disk: libarchive decompresses on the caller's thread, a worker
+ * hashes each entry and runs the WAL check on the segments as they stream
+ * (range.json comes first), keeping in memory only ring/data.bin (to compare
+ * with the WAL) and audit.jsonl (the timeline). The unpacked total is
+ * bounded (opts.max_unpacked_bytes). Then: the signature over
  * MANIFEST.json, every file's size and SHA-256 (none missing, none extra,
- * no unsafe path, no duplicate), the WAL chain over the range (io/wal_reader
- * must give the range, anchors and findings the manifest recorded). It also
- * builds the incident's timeline (findings and actions from audit.jsonl)
- * and the first divergent seq: the lowest seq of a FORK finding, or of two
- * copies of one seq that differ (the ring's copy vs the WAL's).
+ * no unsafe path, no duplicate), the WAL check's result against the one the
+ * manifest recorded. It also builds the incident's timeline (findings and
+ * actions from audit.jsonl) and the first divergent seq: the lowest seq of
+ * a FORK finding, or of two copies of one seq that differ (the ring's copy
+ * vs the WAL's).
  *
  * Threads: tl_bundle_export and tl_bundle_verify are synchronous (the
  * service's worker, tallyctl, tests, the benchmark). The service (below)
@@ -74,8 +82,8 @@
 #define TL_BUNDLE_FILES_MAX       8192u /* entries in one bundle */
 #define TL_BUNDLE_SEGMENTS_MAX    4096u /* WAL segments in one bundle */
 #define TL_BUNDLE_WAL_MAX_BYTES   (64ull << 30)
-#define TL_BUNDLE_LEDGER_KEEP     64u                     /* watermark replies kept */
-#define TL_BUNDLE_AUDIT_MAX       (256u << 20)            /* audit bytes scanned */
+#define TL_BUNDLE_LEDGER_KEEP     64u          /* watermark replies kept */
+#define TL_BUNDLE_AUDIT_MAX       (256u << 20) /* audit bytes scanned */
 #define TL_BUNDLE_AUDIT_FILES     64u /* audit files read: audit.jsonl + the 63 newest rotations */
 #define TL_BUNDLE_AUDIT_BEFORE_NS (60ull * 1000000000ull) /* the window opens this before */
 #define TL_BUNDLE_METRICS_MAX     (2u << 20)
@@ -156,8 +164,9 @@ typedef struct tl_bundle_job {
 /* Progress, read by other threads while the export runs. */
 typedef struct tl_bundle_progress {
     _Atomic uint32_t phase;       /* enum tl_bundle_phase */
-    _Atomic uint64_t bytes_done;  /* staged + written so far (two passes over the data) */
-    _Atomic uint64_t bytes_total; /* known after staging starts: 2 x the data */
+    _Atomic uint64_t bytes_done;  /* staged + archived so far */
+    _Atomic uint64_t bytes_total; /* grows while staging: 2 x each staged file, 1 x each
+                                   * segment and snapshot (read once); done == total at the end */
     _Atomic bool cancel;          /* set by another thread: stop at the next step */
 } tl_bundle_progress;
 
@@ -244,14 +253,20 @@ enum tl_bundle_verr {
     TL_BV_SIZE_MISMATCH, /* "size_mismatch" */
     TL_BV_HASH_MISMATCH, /* "hash_mismatch" */
     TL_BV_WAL_CHAIN,     /* "wal_chain_mismatch": the WAL check differs from the manifest */
-    TL_BV_IO,            /* "io_error": extracting failed (temp space) */
+    TL_BV_IO,            /* "io_error": out of memory, or the file could not be read */
+    TL_BV_UNPACK_LIMIT,  /* "unpack_limit": unpacks to more than the limit (opts) */
+    TL_BV_LAYOUT,        /* "layout_unexpected": range.json not before wal/, segments out
+                          * of order: the WAL cannot be checked in one pass */
     TL_BV_COUNT,
 };
 const char *tl_bundle_verr_name(enum tl_bundle_verr e);
 
 typedef struct tl_bundle_verify_opts {
     const char *pubkey_path; /* PEM public key (or the private key) */
-    const char *tmp_dir;     /* where to extract; NULL = $TMPDIR or /tmp */
+    const char *tmp_dir;     /* unused: verify no longer extracts (kept for callers) */
+    /* Uncompressed bytes the bundle may unpack to; 0 = 64 x its compressed
+     * size, at least 4 GiB. Beyond: "unpack_limit", before reading more. */
+    uint64_t max_unpacked_bytes;
     /* Progress: compressed bytes read of the file's size (may be NULL). */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;

@@ -24,11 +24,26 @@
 #include "io/wal_dir.h"
 #include "shm/ring.h"
 
+/* Where an entry's bytes come from. */
+enum entry_src {
+    SRC_STAGED = 0, /* a file written under the staging directory */
+    SRC_WAL,        /* a WAL segment, read from engine.wal_dir while archiving */
+    SRC_SNAPSHOT,   /* a snapshot, read from bundle.snapshot_dir while archiving */
+};
+
+/* The most source files held open from listing to archiving: a segment the
+ * engine retires meanwhile stays readable. Beyond this, opened when archived. */
+#define HOLD_FDS_MAX 256u
+
 /* One file of the bundle: its path inside, its size and hash once written. */
 typedef struct entry {
     char path[BUNDLE_ARC_PATH];
-    uint64_t size;
+    uint64_t size; /* SRC_WAL/SRC_SNAPSHOT: the size at listing, all that is read */
     uint8_t sha[32];
+    uint8_t src;        /* enum entry_src */
+    bool skipped;       /* a source that could not be opened when archived: not in the bundle */
+    int fd;             /* SRC_WAL/SRC_SNAPSHOT: held open since listing, or -1 */
+    uint64_t wal_first; /* SRC_WAL (native): the segment's name */
 } entry;
 
 typedef struct snap_pick {
@@ -46,7 +61,11 @@ typedef struct exp {
     char tmp_path[TL_BUNDLE_PATH_MAX];
     entry *files; /* TL_BUNDLE_FILES_MAX */
     uint32_t n_files;
-    uint8_t *buf; /* BUNDLE_CHUNK */
+    uint8_t *buf;   /* BUNDLE_CHUNK */
+    int wal_dirfd;  /* engine.wal_dir while the export runs, or -1 */
+    int snap_dirfd; /* bundle.snapshot_dir, or -1 */
+    uint32_t held_fds;
+    bw_stream *wal_stream; /* the WAL check, fed while segments are archived (native) */
     /* the ring, mapped read-only */
     void *ring_base;
     size_t ring_len;
@@ -131,6 +150,18 @@ static void progress_total(exp *x, uint64_t add) {
         atomic_fetch_add_explicit(&x->p->bytes_total, add, memory_order_relaxed);
 }
 
+/* A staged file written through stdio (its size known once closed): counted
+ * in the progress as staged, with its archiving still to come. */
+static void progress_staged(exp *x, const char *arc) {
+    char path[TL_BUNDLE_PATH_MAX + BUNDLE_ARC_PATH];
+    snprintf(path, sizeof path, "%s/%s", x->staging, arc);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        progress_total(x, 2 * (uint64_t)st.st_size);
+        progress(x, (uint64_t)st.st_size);
+    }
+}
+
 /* Registers a staged file; its size and hash are filled while archiving. */
 static enum tl_bundle_err add_file(exp *x, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -144,6 +175,8 @@ static enum tl_bundle_err add_file(exp *x, const char *fmt, ...) {
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof e->path)
         return fail(x, TL_BUNDLE_ERR_TOO_LARGE, 0, "a path inside the bundle is too long");
+    e->src = SRC_STAGED;
+    e->fd = -1;
     x->n_files++;
     return TL_BUNDLE_OK;
 }
@@ -158,6 +191,7 @@ static enum tl_bundle_err stage_bytes(exp *x, const char *arc, const void *p, si
     staged_path(x, arc, path, sizeof path);
     if (bundle_write_file(path, p, n) != 0)
         return fail_write(x, errno, arc);
+    progress_total(x, 2 * (uint64_t)n); /* staged, then archived */
     progress(x, n);
     return add_file(x, "%s", arc);
 }
@@ -331,76 +365,15 @@ static enum tl_bundle_err stage_ring(exp *x) {
 
 /* ---- WAL segments ---- */
 
-/* Copies len bytes of in to a new file at out_path with copy_file_range
- * (read/write when the kernel cannot). Returns 0; or -1 with *in_side
- * telling which side failed and errno. */
-static int copy_whole(exp *x, int in, const char *out_path, uint64_t len, bool *in_side) {
-    *in_side = false;
-    int out = open(out_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (out < 0)
-        return -1;
-    loff_t off_in = 0, off_out = 0;
-    bool plain = false;
-    int rc = 0;
-    /* Each call moves at least one byte or ends the copy: bounded by len. */
-    while ((uint64_t)off_in < len && rc == 0) {
-        if (cancelled(x)) {
-            errno = ECANCELED;
-            rc = -1;
-            break;
-        }
-        size_t want =
-            len - (uint64_t)off_in < (64u << 20) ? (size_t)(len - (uint64_t)off_in) : (64u << 20);
-        if (!plain) {
-            ssize_t n = copy_file_range(in, &off_in, out, &off_out, want, 0);
-            if (n > 0) {
-                progress(x, (uint64_t)n);
-                continue;
-            }
-            if (n == 0)
-                break; /* the source is shorter than it was: copy what is there */
-            if (errno == EINTR)
-                continue;
-            if ((errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL) &&
-                off_in == 0) {
-                plain = true;
-                continue;
-            }
-            /* Which side? ENOSPC, EFBIG and EDQUOT are the target's. */
-            *in_side = !(errno == ENOSPC || errno == EFBIG || errno == EDQUOT);
-            rc = -1;
-            break;
-        }
-        size_t chunk = want < BUNDLE_CHUNK ? want : BUNDLE_CHUNK;
-        ssize_t n = bundle_pread_full(in, x->buf, chunk, (uint64_t)off_in);
-        if (n < 0) {
-            *in_side = true;
-            rc = -1;
-            break;
-        }
-        if (n == 0)
-            break;
-        if (bundle_write_all(out, x->buf, (size_t)n) != 0) {
-            rc = -1;
-            break;
-        }
-        off_in += n;
-        progress(x, (uint64_t)n);
-    }
-    int e = errno;
-    if (close(out) != 0 && rc == 0) {
-        e = errno;
-        rc = -1;
-    }
-    errno = e;
-    return rc;
-}
-
-/* One source file into the staging directory. Returns OK; a failure to
- * read the source degrades with d, a failure to write aborts. */
-static enum tl_bundle_err stage_copy(exp *x, int dirfd, const char *name, const char *arc,
-                                     enum tl_bundle_deg d, uint64_t *copied) {
-    *copied = 0;
+/* Lists one source file (a segment or a snapshot) for the archive: its
+ * size now is all that will be read (a segment the engine still appends to
+ * is cut there), and its bytes go straight into the archive, hashed and
+ * checked on the way, with no staged copy. The file is held open (up to
+ * HOLD_FDS_MAX) so that one retired meanwhile stays readable. A source that
+ * cannot be opened degrades with d. */
+static enum tl_bundle_err list_source(exp *x, int dirfd, const char *name, const char *arc,
+                                      enum entry_src src, enum tl_bundle_deg d, uint64_t *size) {
+    *size = 0;
     int in = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (in < 0 || fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -410,24 +383,23 @@ static enum tl_bundle_err stage_copy(exp *x, int dirfd, const char *name, const 
         degrade(x, d, "%s: %s", arc, strerror(e));
         return TL_BUNDLE_OK;
     }
-    char path[TL_BUNDLE_PATH_MAX + BUNDLE_ARC_PATH];
-    staged_path(x, arc, path, sizeof path);
-    progress_total(x, 2 * (uint64_t)st.st_size);
-    bool in_side = false;
-    int rc = copy_whole(x, in, path, (uint64_t)st.st_size, &in_side);
-    int e = errno;
-    close(in);
-    if (rc != 0) {
-        if (e == ECANCELED)
-            return fail(x, TL_BUNDLE_ERR_CANCELLED, 0, "stopped while copying %s", arc);
-        if (!in_side)
-            return fail_write(x, e, arc);
-        (void)unlink(path);
-        degrade(x, d, "%s: %s", arc, strerror(e));
-        return TL_BUNDLE_OK;
+    enum tl_bundle_err e = add_file(x, "%s", arc);
+    if (e != TL_BUNDLE_OK) {
+        close(in);
+        return e;
     }
-    *copied = (uint64_t)st.st_size;
-    return add_file(x, "%s", arc);
+    entry *f = &x->files[x->n_files - 1];
+    f->src = (uint8_t)src;
+    f->size = (uint64_t)st.st_size;
+    if (x->held_fds < HOLD_FDS_MAX) {
+        f->fd = in;
+        x->held_fds++;
+    } else {
+        close(in);
+    }
+    progress_total(x, f->size); /* one pass: read, hash, compress */
+    *size = f->size;
+    return TL_BUNDLE_OK;
 }
 
 static enum tl_bundle_err stage_segments(exp *x, int dirfd, const uint64_t *firsts, uint32_t n) {
@@ -435,11 +407,15 @@ static enum tl_bundle_err stage_segments(exp *x, int dirfd, const uint64_t *firs
         char name[TL_SEG_NAME_BYTES + 1], arc[BUNDLE_ARC_PATH];
         tl_seg_name(name, sizeof name, firsts[i]);
         snprintf(arc, sizeof arc, "wal/%s", name);
-        uint64_t copied = 0;
-        enum tl_bundle_err e = stage_copy(x, dirfd, name, arc, TL_BUNDLE_DEG_SEGMENT, &copied);
+        uint64_t size = 0;
+        uint32_t before = x->n_files;
+        enum tl_bundle_err e =
+            list_source(x, dirfd, name, arc, SRC_WAL, TL_BUNDLE_DEG_SEGMENT, &size);
         if (e != TL_BUNDLE_OK)
             return e;
-        x->wal_source_bytes += copied;
+        if (x->n_files > before)
+            x->files[x->n_files - 1].wal_first = firsts[i];
+        x->wal_source_bytes += size;
         if (x->wal_source_bytes > TL_BUNDLE_WAL_MAX_BYTES)
             return fail(x, TL_BUNDLE_ERR_TOO_LARGE, 0, "more than %llu WAL bytes",
                         (unsigned long long)TL_BUNDLE_WAL_MAX_BYTES);
@@ -472,13 +448,13 @@ static enum tl_bundle_err stage_wal(exp *x) {
             }
             char arc[BUNDLE_ARC_PATH];
             snprintf(arc, sizeof arc, "wal/%.100s", de->d_name);
-            uint64_t copied = 0;
-            e = stage_copy(x, dirfd, de->d_name, arc, TL_BUNDLE_DEG_SEGMENT, &copied);
-            x->wal_source_bytes += copied;
+            uint64_t size = 0;
+            e = list_source(x, dirfd, de->d_name, arc, SRC_WAL, TL_BUNDLE_DEG_SEGMENT, &size);
+            x->wal_source_bytes += size;
         }
         if (dd != NULL)
             closedir(dd);
-        close(dirfd);
+        x->wal_dirfd = dirfd; /* read from while archiving; closed at the end */
         return e;
     }
     tl_wal_dir d;
@@ -516,7 +492,7 @@ static enum tl_bundle_err stage_wal(exp *x) {
     else
         e = stage_segments(x, dirfd, d.first_seqs + lo, hi - lo + 1);
     tl_wal_dir_free(&d);
-    close(dirfd);
+    x->wal_dirfd = dirfd; /* read from while archiving; closed at the end */
     return e;
 }
 
@@ -586,12 +562,18 @@ static enum tl_bundle_err stage_snapshots(exp *x) {
             x->snaps[i].have = false;
             continue;
         }
-        uint64_t copied = 0;
+        uint64_t size = 0;
         uint32_t before = x->n_files;
-        e = stage_copy(x, dirfd, x->snaps[i].name, arc, TL_BUNDLE_DEG_SNAPSHOT, &copied);
+        e = list_source(x, dirfd, x->snaps[i].name, arc, SRC_SNAPSHOT, TL_BUNDLE_DEG_SNAPSHOT,
+                        &size);
         if (x->n_files == before)
             x->snaps[i].have = false;
     }
+    /* Kept open to read the snapshots while archiving (the DIR's own fd is
+     * closed by closedir). */
+    x->snap_dirfd = dup(dirfd);
+    if (x->snap_dirfd < 0 && e == TL_BUNDLE_OK)
+        e = fail(x, TL_BUNDLE_ERR_IO, errno, "dup of %s", sd);
     closedir(dd);
     return e;
 }
@@ -631,6 +613,7 @@ static enum tl_bundle_err stage_ledger(exp *x) {
     int e = errno;
     if (fclose(f) != 0 || bad)
         return fail_write(x, bad ? e : errno, "ledger/watermarks.jsonl");
+    progress_staged(x, "ledger/watermarks.jsonl");
     return add_file(x, "ledger/watermarks.jsonl");
 }
 
@@ -797,6 +780,8 @@ static enum tl_bundle_err stage_audit(exp *x) {
     closed = fclose(fo) == 0 && closed;
     if (bad || !closed)
         return fail_write(x, bad ? e : errno, "audit.jsonl");
+    progress_staged(x, "findings.jsonl");
+    progress_staged(x, "audit.jsonl");
     enum tl_bundle_err r = add_file(x, "findings.jsonl");
     return r != TL_BUNDLE_OK ? r : add_file(x, "audit.jsonl");
 }
@@ -879,45 +864,111 @@ static enum tl_bundle_err arc_data(exp *x, struct archive *a, const void *p, siz
     return TL_BUNDLE_OK;
 }
 
-/* One staged file into the archive, hashed on the way. */
-static enum tl_bundle_err arc_file(exp *x, struct archive *a, entry *f, time_t mtime) {
-    char path[TL_BUNDLE_PATH_MAX + BUNDLE_ARC_PATH];
-    staged_path(x, f->path, path, sizeof path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return fail(x, TL_BUNDLE_ERR_IO, e, "staged %s", f->path);
+/* Opens an entry's bytes: the staged file, or the source held since
+ * listing (else opened now). false with f->skipped when a source is gone. */
+static enum tl_bundle_err arc_open(exp *x, entry *f, int *fd_out) {
+    *fd_out = -1;
+    if (f->src == SRC_STAGED) {
+        char path[TL_BUNDLE_PATH_MAX + BUNDLE_ARC_PATH];
+        staged_path(x, f->path, path, sizeof path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return fail(x, TL_BUNDLE_ERR_IO, e, "staged %s", f->path);
+        }
+        f->size = (uint64_t)st.st_size;
+        *fd_out = fd;
+        return TL_BUNDLE_OK;
     }
-    f->size = (uint64_t)st.st_size;
-    enum tl_bundle_err e = arc_header(x, a, f->path, f->size, mtime);
+    if (f->fd >= 0) {
+        *fd_out = f->fd;
+        f->fd = -1;
+        TL_ASSERT(x->held_fds > 0);
+        x->held_fds--;
+        return TL_BUNDLE_OK;
+    }
+    int dirfd = f->src == SRC_WAL ? x->wal_dirfd : x->snap_dirfd;
+    const char *name = strchr(f->path, '/');
+    TL_ASSERT(name != NULL && dirfd >= 0);
+    int fd = openat(dirfd, name + 1, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        degrade(x, f->src == SRC_WAL ? TL_BUNDLE_DEG_SEGMENT : TL_BUNDLE_DEG_SNAPSHOT,
+                "%s: %s (gone before it was archived)", f->path, strerror(errno));
+        f->skipped = true;
+        for (unsigned i = 0; f->src == SRC_SNAPSHOT && i < TL_BUNDLE_SNAPSHOTS; i++)
+            if (x->snaps[i].have && strcmp(x->snaps[i].name, name + 1) == 0)
+                x->snaps[i].have = false;
+        progress(x, f->size);
+        return TL_BUNDLE_OK;
+    }
+    *fd_out = fd;
+    return TL_BUNDLE_OK;
+}
+
+/* One file into the archive, hashed (and, for a native WAL segment, checked)
+ * on the way: one read of each byte. The tar header says the size first, so
+ * a source that reads short of the size it had at listing (it shrank, or a
+ * read failed) is zero-filled to that size and named as a degradation: the
+ * bundle says exactly what it holds, and verify reads the same bytes. */
+static enum tl_bundle_err arc_file(exp *x, struct archive *a, entry *f, time_t mtime) {
+    int fd = -1;
+    enum tl_bundle_err e = arc_open(x, f, &fd);
+    if (e != TL_BUNDLE_OK || f->skipped)
+        return e;
+    bool source = f->src != SRC_STAGED;
+    e = arc_header(x, a, f->path, f->size, mtime);
     bundle_sha sha;
     if (e == TL_BUNDLE_OK && !bundle_sha_init(&sha))
         e = fail(x, TL_BUNDLE_ERR_NOMEM, 0, "sha256");
     else if (e == TL_BUNDLE_OK) {
+        bool walk = f->src == SRC_WAL && x->wal_stream != NULL;
+        if (walk) {
+            /* Listed in ascending name order (tl_wal_dir): never refused. */
+            int rc = bw_stream_seg_begin(x->wal_stream, f->wal_first, f->size);
+            TL_ASSERT(rc == 0);
+        }
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-        /* At most size / chunk + 1 reads; the staged file no one else writes. */
+        bool short_read = false;
+        /* At most size / chunk + 1 reads. */
         for (uint64_t off = 0; off < f->size && e == TL_BUNDLE_OK; off += BUNDLE_CHUNK) {
             if (cancelled(x)) {
                 e = fail(x, TL_BUNDLE_ERR_CANCELLED, 0, "stopped while writing %s", f->path);
                 break;
             }
             size_t want = f->size - off < BUNDLE_CHUNK ? (size_t)(f->size - off) : BUNDLE_CHUNK;
-            ssize_t n = bundle_pread_full(fd, x->buf, want, off);
-            if (n != (ssize_t)want) {
+            ssize_t n = short_read ? 0 : bundle_pread_full(fd, x->buf, want, off);
+            if (n != (ssize_t)want && !source) {
                 e = fail(x, TL_BUNDLE_ERR_IO, n < 0 ? errno : 0, "staged %s: short read", f->path);
                 break;
             }
+            if (n != (ssize_t)want) {
+                if (!short_read)
+                    degrade(x, f->src == SRC_WAL ? TL_BUNDLE_DEG_SEGMENT : TL_BUNDLE_DEG_SNAPSHOT,
+                            "%s: %s at offset %llu of %llu: zero-filled to the listed size",
+                            f->path, n < 0 ? strerror(errno) : "shorter than listed",
+                            (unsigned long long)(off + (n > 0 ? (uint64_t)n : 0)),
+                            (unsigned long long)f->size);
+                short_read = true;
+                size_t got = n > 0 ? (size_t)n : 0;
+                memset(x->buf + got, 0, want - got);
+            }
             bundle_sha_update(&sha, x->buf, want);
+            if (walk)
+                bw_stream_seg_data(x->wal_stream, x->buf, want);
             e = arc_data(x, a, x->buf, want, f->path);
             progress(x, want);
         }
+        if (walk)
+            bw_stream_seg_end(x->wal_stream);
         bundle_sha_final(&sha, f->sha);
         bundle_sha_free(&sha);
-        /* The staged copy has been read: drop it from the cache (a hint). */
-        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        /* Read once: drop it from the cache (a hint; not the engine's
+         * segments, which its own readers may still want). */
+        if (!source)
+            (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     }
     close(fd);
     return e;
@@ -949,7 +1000,8 @@ static cJSON *ring_json(const exp *x, bool *ok) {
     ADD(ok, bundle_u64(o, "last_seq", (uint64_t)c->last_seq));
     ADD(ok, bundle_u64(o, "producer_heartbeat_mono_ns", (uint64_t)c->producer_heartbeat_mono_ns));
     ADD(ok, bundle_u64(o, "wal_durable_seq", (uint64_t)c->wal_durable_seq));
-    ADD(ok, bundle_u64(o, "wal_durable_segment_first_seq", (uint64_t)c->wal_durable_segment_first_seq));
+    ADD(ok,
+        bundle_u64(o, "wal_durable_segment_first_seq", (uint64_t)c->wal_durable_segment_first_seq));
     ADD(ok, bundle_u64(o, "wal_durable_offset", (uint64_t)c->wal_durable_offset));
     ADD(ok, bundle_u64(o, "consumer_position", (uint64_t)c->consumer_position));
     ADD(ok, bundle_u64(o, "consumer_state", (uint64_t)c->consumer_state));
@@ -1079,7 +1131,11 @@ static char *manifest_text(exp *x, uint64_t created_ns, size_t *len) {
     ADD(ok, cJSON_AddItemToObject(m, "wal_check", bw_check_json(&x->wal)));
     cJSON *files = cJSON_AddArrayToObject(m, "files");
     ADD(ok, files);
+    uint32_t listed = 0;
     for (uint32_t i = 0; files != NULL && i < x->n_files; i++) {
+        if (x->files[i].skipped)
+            continue;
+        listed++;
         cJSON *f = cJSON_CreateObject();
         if (f == NULL) {
             okv = false;
@@ -1095,7 +1151,7 @@ static char *manifest_text(exp *x, uint64_t created_ns, size_t *len) {
     char *text = cJSON_Print(m);
     /* Every member was added, or the document is incomplete (checked member
      * by member through ADD; the file list counted as well). */
-    bool whole = okv && files != NULL && cJSON_GetArraySize(files) == (int)x->n_files;
+    bool whole = okv && files != NULL && cJSON_GetArraySize(files) == (int)listed;
     cJSON_Delete(m);
     if (text == NULL || !whole) {
         cJSON_free(text);
@@ -1130,6 +1186,14 @@ static enum tl_bundle_err write_archive(exp *x) {
     time_t now = time(NULL);
     for (uint32_t i = 0; e == TL_BUNDLE_OK && i < x->n_files; i++)
         e = arc_file(x, a, &x->files[i], now);
+    if (e == TL_BUNDLE_OK && x->wal_stream != NULL) {
+        /* Every segment has gone through the check: the manifest's numbers. */
+        bw_stream_finish(x->wal_stream);
+        x->r->seq_first = x->wal.first_seq;
+        x->r->seq_last = x->wal.last_seq;
+        x->r->wal_findings = x->wal.findings;
+        x->r->segments = x->wal.segments;
+    }
     uint64_t created = 0;
     if (e == TL_BUNDLE_OK) {
         struct timespec ts;
@@ -1188,22 +1252,29 @@ static enum tl_bundle_err write_archive(exp *x) {
     return TL_BUNDLE_OK;
 }
 
+/* The WAL check runs on the segments' bytes as they are archived (one read
+ * of each byte): here it only gets its range and its memory. */
 static enum tl_bundle_err check_wal(exp *x) {
     phase(x, TL_BUNDLE_PH_CHECKING);
-    char dir[TL_BUNDLE_PATH_MAX + 8];
-    snprintf(dir, sizeof dir, "%s/wal", x->staging);
     x->wal.from_seq = x->job->from_seq;
     x->wal.to_seq = x->job->to_seq;
     if (x->env->dialect == TL_DIALECT_XWAL1)
         return TL_BUNDLE_OK; /* the native reader does not read xwal1 */
-    char err[256];
-    if (bw_wal_check(dir, &x->wal, err, sizeof err) != 0)
-        return fail(x, TL_BUNDLE_ERR_IO, 0, "re-reading the staged WAL: %s", err);
-    x->r->seq_first = x->wal.first_seq;
-    x->r->seq_last = x->wal.last_seq;
-    x->r->wal_findings = x->wal.findings;
-    x->r->segments = x->wal.segments;
+    x->wal_stream = bw_stream_new(&x->wal);
+    if (x->wal_stream == NULL)
+        return fail(x, TL_BUNDLE_ERR_NOMEM, 0, "the WAL check");
     return TL_BUNDLE_OK;
+}
+
+/* range.json: the requested range, ahead of the segments in the archive, so
+ * that verify can check the WAL as it streams (the manifest comes last). */
+static enum tl_bundle_err stage_range(exp *x) {
+    char b[128];
+    int n = snprintf(b, sizeof b, "{\"format\":\"%s\",\"from_seq\":\"%llu\",\"to_seq\":\"%llu\"}\n",
+                     BUNDLE_FORMAT, (unsigned long long)x->job->from_seq,
+                     (unsigned long long)x->job->to_seq);
+    TL_ASSERT(n > 0 && (size_t)n < sizeof b);
+    return stage_bytes(x, BUNDLE_RANGE_FILE, b, (size_t)n);
 }
 
 void tl_bundle_job_name(tl_bundle_job *job) {
@@ -1235,6 +1306,8 @@ enum tl_bundle_err tl_bundle_export(const tl_bundle_env *env, const tl_bundle_jo
     x->p = p;
     x->r = r;
     x->out_fd = -1;
+    x->wal_dirfd = -1;
+    x->snap_dirfd = -1;
     x->files = calloc(TL_BUNDLE_FILES_MAX, sizeof *x->files);
     x->buf = aligned_alloc(4096, BUNDLE_CHUNK);
     x->ledger = calloc(TL_BUNDLE_LEDGER_KEEP, sizeof *x->ledger);
@@ -1258,6 +1331,8 @@ enum tl_bundle_err tl_bundle_export(const tl_bundle_env *env, const tl_bundle_jo
         e = stage_ring(x);
         ring_unmap(x);
     }
+    if (e == TL_BUNDLE_OK)
+        e = stage_range(x);
     if (e == TL_BUNDLE_OK)
         e = stage_wal(x);
     if (e == TL_BUNDLE_OK)
@@ -1288,7 +1363,17 @@ enum tl_bundle_err tl_bundle_export(const tl_bundle_env *env, const tl_bundle_jo
         (void)unlink(x->tmp_path); /* never a partial bundle, under any name */
     if (x->staging[0] != '\0')
         bundle_rm_tree(x->staging);
-    r->files = x->n_files;
+    r->files = 0;
+    for (uint32_t i = 0; x->files != NULL && i < x->n_files; i++) {
+        if (x->files[i].fd >= 0)
+            close(x->files[i].fd); /* sources never archived (an earlier failure) */
+        r->files += x->files[i].skipped ? 0u : 1u;
+    }
+    if (x->wal_dirfd >= 0)
+        close(x->wal_dirfd);
+    if (x->snap_dirfd >= 0)
+        close(x->snap_dirfd);
+    bw_stream_free(x->wal_stream);
     r->wal_bytes = x->wal_source_bytes;
     if (e != TL_BUNDLE_OK)
         r->size_bytes = 0;

@@ -17,7 +17,8 @@
 #include "admin/bundle.h"
 #include "core/record.h"
 
-#define BUNDLE_FORMAT     "tally-bundle/1"
+#define BUNDLE_FORMAT     "tally-bundle/2" /* 2: range.json ahead of wal/ (streamed verify) */
+#define BUNDLE_RANGE_FILE "range.json"
 #define BUNDLE_CHUNK      (1u << 20) /* bytes per read while archiving and hashing */
 #define BUNDLE_ARC_PATH   112u       /* the longest path inside a bundle */
 #define BUNDLE_SIG_BYTES  64u        /* Ed25519 */
@@ -69,6 +70,32 @@ typedef struct bw_check {
 /* 0, or -1 with the reader's error name in err. A directory with no
  * segment is 0 with segments == 0. */
 int bw_wal_check(const char *dir, bw_check *c, char *err, size_t cap);
+/* The same check over segments fed as bytes, in one pass (export writes
+ * each segment straight into the archive, verify reads each from the
+ * archive; neither has a directory of segments). It reproduces
+ * bw_wal_check exactly (tests/unit/test_bundle_stream.c compares the two):
+ * segments come in ascending name order, each walked as sealed; the
+ * judgement a sealed and the newest segment differ on (a rule 1/2 failure or
+ * a bad header ends the walk: WAL_CORRUPT if sealed, a tentative tail if
+ * newest) is held until the next segment begins (sealed) or the check ends
+ * (newest). Memory: one window and one BW_STREAM_BUF buffer, taken in
+ * bw_stream_new. */
+#define BW_STREAM_BUF (2u << 20) /* > TL_REC_MAX_BYTES: any record fits */
+typedef struct bw_stream bw_stream;
+/* c's in-members (from_seq, to_seq, on_rec, ctx) are set; NULL if no memory. */
+bw_stream *bw_stream_new(bw_check *c);
+void bw_stream_free(bw_stream *s);
+/* A segment named name_first_seq of file_bytes bytes begins. -1 if it is
+ * not above the previous one (the check cannot go on). */
+int bw_stream_seg_begin(bw_stream *s, uint64_t name_first_seq, uint64_t file_bytes);
+/* The next n bytes of the segment (at most file_bytes in all). */
+void bw_stream_seg_data(bw_stream *s, const void *p, size_t n);
+/* The segment's bytes are all in; fewer than file_bytes: it is judged as a
+ * file of that many bytes (it shrank). */
+void bw_stream_seg_end(bw_stream *s);
+/* No segment follows: the last one is the newest. Fills c's out-members. */
+void bw_stream_finish(bw_stream *s);
+
 /* The manifest's "wal_check" member: what verify must reproduce. */
 cJSON *bw_check_json(const bw_check *c);
 

@@ -147,6 +147,9 @@ static void *worker(void *arg) {
             continue;
         }
         j->state = TL_BUNDLE_PH_SETTLING;
+        /* Relaxed, like every progress figure: GET /bundle/{id} must not
+         * show a running job as "queued" before the export sets its phase. */
+        atomic_store_explicit(&j->prog.phase, TL_BUNDLE_PH_SETTLING, memory_order_relaxed);
         j->running = true;
         j->started_real_ns = real_ns();
         s->counts.running = 1;

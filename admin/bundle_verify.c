@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +20,17 @@
 
 #include "admin/audit.h"
 #include "core/assert.h"
+#include "core/segment.h"
 #include "shm/ring.h"
 
-#define VERIFY_TOTAL_MAX (1ull << 40) /* uncompressed bytes in one bundle */
+/* What one bundle may unpack to, by default: VERIFY_RATIO times its
+ * compressed size, but never less than VERIFY_FLOOR (a small bundle of an
+ * idle ring compresses far better than WAL does). Beyond: "unpack_limit". */
+#define VERIFY_RATIO     64u
+#define VERIFY_FLOOR     (4ull << 30)
+#define VERIFY_RING_MAX  (1ull << 30) /* ring/data.bin held to compare with the WAL */
+#define VERIFY_AUDIT_MAX ((uint64_t)TL_BUNDLE_AUDIT_MAX + TL_AUDIT_LINE_MAX + 2)
+#define VERIFY_RANGE_MAX 4096u
 
 typedef struct ventry {
     char path[BUNDLE_ARC_PATH];
@@ -35,10 +44,32 @@ typedef struct ring_rec {
     uint64_t checksum;
 } ring_rec;
 
+/* A small entry held in memory while the archive streams past. */
+typedef struct held {
+    char *p;
+    size_t len;
+    size_t cap;
+    size_t alloc;
+    bool have;
+    bool too_big; /* more than cap: not kept */
+} held;
+
 typedef struct ver {
     const tl_bundle_verify_opts *o;
     tl_bundle_report *r;
-    char dir[TL_BUNDLE_PATH_MAX];
+    uint64_t limit_bytes; /* unpacked bytes allowed */
+    /* the WAL check, run on wal/ entries as they stream */
+    bw_check wal;
+    bw_stream *ws;
+    bool have_range; /* range.json came before the first segment */
+    bool wal_started;
+    uint32_t wal_ignored; /* wal/ names that are not segment names */
+    held ring_data;       /* ring/data.bin, scanned when it ends */
+    held audit;           /* audit.jsonl, for the timeline */
+    held range;           /* range.json */
+    bool wal_layout_bad;  /* the WAL could not be checked as it streamed */
+    bool wal_aborted;     /* the read stopped inside a segment (an error) */
+    char wal_layout_why[128];
     ventry *ents; /* TL_BUNDLE_FILES_MAX */
     uint32_t n_ents;
     char *manifest;
@@ -129,21 +160,301 @@ static enum tl_bundle_verr read_small(ver *v, struct archive *a, char *dst, size
     return TL_BV_OK;
 }
 
-static enum tl_bundle_verr extract_one(ver *v, struct archive *a, ventry *e) {
-    char path[TL_BUNDLE_PATH_MAX + BUNDLE_ARC_PATH + 2];
-    snprintf(path, sizeof path, "%s/%s", v->dir, e->path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return vfail(v, errno == EEXIST ? TL_BV_DUPLICATE : TL_BV_IO, "%s: %s", e->path,
-                     strerror(errno));
-    bundle_sha sha;
-    if (!bundle_sha_init(&sha)) {
-        close(fd);
-        return vfail(v, TL_BV_IO, "sha256: out of memory");
+/* Appends to a held entry; past its cap it is dropped (too_big). */
+static void held_add(held *h, const void *p, size_t n) {
+    if (h->too_big)
+        return;
+    if (h->len + n > h->cap) {
+        free(h->p);
+        h->p = NULL;
+        h->len = 0;
+        h->too_big = true;
+        return;
     }
+    if (h->p == NULL) {
+        /* Grows by doubling from 1 MiB, at most to cap (+1 for a NUL). */
+        size_t want = h->cap < (1u << 20) ? h->cap + 1 : (1u << 20);
+        h->p = malloc(want);
+        h->alloc = h->p != NULL ? want : 0;
+    }
+    if (h->p != NULL && h->len + n + 1 > h->alloc) {
+        size_t want = h->alloc;
+        while (want < h->len + n + 1)
+            want = want * 2 < h->cap + 1 ? want * 2 : h->cap + 1;
+        char *q = realloc(h->p, want);
+        if (q == NULL) {
+            free(h->p);
+            h->p = NULL;
+        }
+        h->p = q;
+        h->alloc = q != NULL ? want : 0;
+    }
+    if (h->p == NULL) {
+        h->len = 0;
+        h->too_big = true; /* out of memory: treated as too big to keep */
+        return;
+    }
+    memcpy(h->p + h->len, p, n);
+    h->len += n;
+    h->p[h->len] = '\0';
+}
+
+/* range.json, when it ends: the range the WAL check needs. */
+static void range_parse(ver *v) {
+    if (v->range.p == NULL)
+        return;
+    cJSON *j = cJSON_ParseWithLength(v->range.p, v->range.len);
+    v->have_range = bundle_get_u64(j, "from_seq", &v->wal.from_seq) &&
+                    bundle_get_u64(j, "to_seq", &v->wal.to_seq);
+    cJSON_Delete(j);
+}
+
+static void ring_scan(ver *v);
+static void on_wal_rec(void *ctx, uint64_t seq, uint64_t checksum);
+
+/* A wal/ entry begins: feed it to the WAL check if it can be (the range is
+ * known and segments come in ascending order); otherwise the check is
+ * judged impossible at the end (after the hashes, which name tampering
+ * better). Returns whether to feed this entry. */
+static bool wal_entry_begin(ver *v, const char *name, uint64_t size) {
+    uint64_t first;
+    if (!tl_seg_name_parse(name, &first)) {
+        v->wal_ignored++; /* as the directory reader ignores unknown names */
+        return false;
+    }
+    if (v->wal_layout_bad)
+        return false;
+    if (!v->wal_started) {
+        v->wal_started = true;
+        if (!v->have_range) {
+            v->wal_layout_bad = true;
+            snprintf(v->wal_layout_why, sizeof v->wal_layout_why,
+                     "%s does not come before the first WAL segment", BUNDLE_RANGE_FILE);
+            return false;
+        }
+        v->wal.on_rec = on_wal_rec;
+        v->wal.ctx = v;
+        v->ws = bw_stream_new(&v->wal);
+        if (v->ws == NULL) {
+            v->wal_layout_bad = true;
+            snprintf(v->wal_layout_why, sizeof v->wal_layout_why, "out of memory");
+            return false;
+        }
+    }
+    if (bw_stream_seg_begin(v->ws, first, size) != 0) {
+        v->wal_layout_bad = true;
+        snprintf(v->wal_layout_why, sizeof v->wal_layout_why,
+                 "WAL segments out of order (wal/%.40s after a later one)", name);
+        return false;
+    }
+    return true;
+}
+
+/* ---- two threads: libarchive decompresses on the caller's thread; one
+ * worker hashes, walks the WAL and keeps what the timeline needs. The
+ * bytes cross in PIPE_SLOTS buffers of PIPE_SLOT_BYTES (a copy each: the
+ * block libarchive hands out is only valid until its next call). Decompression
+ * and SHA-256 + the WAL check cost about the same, so the two overlap. */
+
+#define PIPE_SLOTS      8u
+#define PIPE_SLOT_BYTES (1u << 20)
+
+enum pipe_kind { PK_BEGIN = 1, PK_DATA, PK_END, PK_STOP };
+
+typedef struct pipe_slot {
+    uint8_t kind;  /* enum pipe_kind */
+    ventry *e;     /* BEGIN */
+    uint64_t size; /* BEGIN: the declared size */
+    size_t n;      /* DATA */
+    uint8_t *buf;  /* PIPE_SLOT_BYTES, owned by the slot */
+} pipe_slot;
+
+typedef struct vpipe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv_full;  /* the worker: a slot was published */
+    pthread_cond_t cv_empty; /* the reader: a slot was freed */
+    pipe_slot slots[PIPE_SLOTS];
+    uint32_t head; /* next to consume (worker) */
+    uint32_t tail; /* next to fill (reader) */
+    uint32_t count;
+    /* the reader's slot being filled (not yet published) */
+    pipe_slot *cur;
+} vpipe;
+
+/* The worker's state for the entry it is on. */
+typedef struct wentry {
+    ventry *e;
+    held *h;
+    bool walk;
+    bool open;
+    bundle_sha sha;
+    uint64_t got;
+} wentry;
+
+/* The reader: a free slot to fill (blocks while all are in flight). */
+static pipe_slot *pipe_take(vpipe *p) {
+    pthread_mutex_lock(&p->mu);
+    /* Bounded: the worker frees a slot per message it handles, and it
+     * handles every message until STOP. */
+    while (p->count == PIPE_SLOTS)
+        pthread_cond_wait(&p->cv_empty, &p->mu);
+    pipe_slot *sl = &p->slots[p->tail];
+    pthread_mutex_unlock(&p->mu);
+    sl->n = 0;
+    return sl;
+}
+
+static void pipe_publish(vpipe *p) {
+    pthread_mutex_lock(&p->mu);
+    TL_ASSERT(p->count < PIPE_SLOTS);
+    p->tail = (p->tail + 1) % PIPE_SLOTS;
+    p->count++;
+    pthread_cond_signal(&p->cv_full);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The reader: publishes the data slot being filled, if any. */
+static void pipe_flush(vpipe *p) {
+    if (p->cur != NULL && p->cur->n > 0)
+        pipe_publish(p);
+    p->cur = NULL;
+}
+
+static void pipe_msg(vpipe *p, uint8_t kind, ventry *e, uint64_t size) {
+    pipe_flush(p);
+    pipe_slot *sl = pipe_take(p);
+    sl->kind = kind;
+    sl->e = e;
+    sl->size = size;
+    pipe_publish(p);
+}
+
+static void pipe_data(vpipe *p, const void *src, size_t n) {
+    const uint8_t *b = src;
+    /* Each pass moves at least one byte into a slot. */
+    while (n > 0) {
+        if (p->cur == NULL) {
+            p->cur = pipe_take(p);
+            p->cur->kind = PK_DATA;
+        }
+        size_t room = PIPE_SLOT_BYTES - p->cur->n;
+        size_t k = n < room ? n : room;
+        memcpy(p->cur->buf + p->cur->n, b, k);
+        p->cur->n += k;
+        b += k;
+        n -= k;
+        if (p->cur->n == PIPE_SLOT_BYTES)
+            pipe_flush(p);
+    }
+}
+
+typedef struct worker_arg {
+    ver *v;
+    vpipe *p;
+    bool failed; /* out of memory for a hash */
+} worker_arg;
+
+static void w_begin(ver *v, wentry *w, ventry *e, uint64_t size, worker_arg *wa) {
+    memset(w, 0, sizeof *w);
+    w->e = e;
+    if (strcmp(e->path, "ring/data.bin") == 0 && !v->wal_started) {
+        w->h = &v->ring_data;
+        w->h->cap = VERIFY_RING_MAX;
+    } else if (strcmp(e->path, "audit.jsonl") == 0) {
+        w->h = &v->audit;
+        w->h->cap = VERIFY_AUDIT_MAX;
+    } else if (strcmp(e->path, BUNDLE_RANGE_FILE) == 0) {
+        w->h = &v->range;
+        w->h->cap = VERIFY_RANGE_MAX;
+    }
+    if (w->h != NULL)
+        w->h->have = true;
+    w->walk = strncmp(e->path, "wal/", 4) == 0 && wal_entry_begin(v, e->path + 4, size);
+    w->open = bundle_sha_init(&w->sha);
+    if (!w->open)
+        wa->failed = true;
+}
+
+static void w_data(ver *v, wentry *w, const uint8_t *b, size_t n) {
+    if (w->open)
+        bundle_sha_update(&w->sha, b, n);
+    if (w->walk)
+        bw_stream_seg_data(v->ws, b, n);
+    if (w->h != NULL)
+        held_add(w->h, b, n);
+    w->got += n;
+}
+
+static void w_end(ver *v, wentry *w) {
+    if (w->walk)
+        bw_stream_seg_end(v->ws);
+    w->walk = false;
+    if (w->open) {
+        bundle_sha_final(&w->sha, w->e->sha);
+        bundle_sha_free(&w->sha);
+        w->open = false;
+    }
+    w->e->size = w->got;
+    if (w->h == &v->range)
+        range_parse(v);
+    if (w->h == &v->ring_data && !v->wal_started)
+        ring_scan(v);
+    w->e = NULL;
+}
+
+static void *verify_worker(void *arg) {
+    worker_arg *wa = arg;
+    ver *v = wa->v;
+    vpipe *p = wa->p;
+    wentry w;
+    memset(&w, 0, sizeof w);
+    bool stop = false;
+    /* One message at a time until STOP (the reader always ends with it). */
+    while (!stop) {
+        pthread_mutex_lock(&p->mu);
+        while (p->count == 0)
+            pthread_cond_wait(&p->cv_full, &p->mu);
+        pipe_slot *sl = &p->slots[p->head];
+        pthread_mutex_unlock(&p->mu);
+        switch ((enum pipe_kind)sl->kind) {
+            case PK_BEGIN:
+                w_begin(v, &w, sl->e, sl->size, wa);
+                break;
+            case PK_DATA:
+                if (w.e != NULL)
+                    w_data(v, &w, sl->buf, sl->n);
+                break;
+            case PK_END:
+                if (w.e != NULL)
+                    w_end(v, &w);
+                break;
+            case PK_STOP:
+                stop = true;
+                break;
+        }
+        pthread_mutex_lock(&p->mu);
+        p->head = (p->head + 1) % PIPE_SLOTS;
+        p->count--;
+        pthread_cond_signal(&p->cv_empty);
+        pthread_mutex_unlock(&p->mu);
+    }
+    /* Stopped inside an entry (the reader failed): drop its hash; the WAL
+     * check's result is not used. */
+    if (w.open)
+        bundle_sha_free(&w.sha);
+    v->wal_aborted = w.walk;
+    return NULL;
+}
+
+/* One entry's bytes, as they come: counted against the unpack limit and
+ * handed to the worker. Nothing is written to disk. */
+static enum tl_bundle_verr stream_one(ver *v, struct archive *a, vpipe *p, ventry *e,
+                                      uint64_t size) {
+    pipe_msg(p, PK_BEGIN, e, size);
     enum tl_bundle_verr rc = TL_BV_OK;
     uint64_t got = 0;
-    /* Bounded by the entry's size (libarchive stops at its end). */
+    /* Bounded by the entry's size (libarchive stops at its end) and by the
+     * unpack limit. */
     while (rc == TL_BV_OK) {
         const void *buf;
         size_t n;
@@ -160,34 +471,55 @@ static enum tl_bundle_verr extract_one(ver *v, struct archive *a, ventry *e) {
             rc = vfail(v, TL_BV_UNSAFE_PATH, "%s: sparse entry", e->path);
             break;
         }
-        bundle_sha_update(&sha, buf, n);
-        if (bundle_write_all(fd, buf, n) != 0) {
-            rc = vfail(v, TL_BV_IO, "extracting %s: %s", e->path, strerror(errno));
+        if (v->r->bytes + n > v->limit_bytes) {
+            rc = vfail(v, TL_BV_UNPACK_LIMIT,
+                       "%s: the bundle unpacks to more than %llu bytes (%llu compressed)", e->path,
+                       (unsigned long long)v->limit_bytes,
+                       (unsigned long long)v->r->compressed_bytes);
             break;
         }
+        pipe_data(p, buf, n);
         got += n;
         v->r->bytes += n;
         if (v->o->progress != NULL)
             v->o->progress(v->o->progress_ctx, (uint64_t)archive_filter_bytes(a, -1),
                            v->r->compressed_bytes);
     }
-    bundle_sha_final(&sha, e->sha);
-    bundle_sha_free(&sha);
-    e->size = got;
-    if (close(fd) != 0 && rc == TL_BV_OK)
-        rc = vfail(v, TL_BV_IO, "extracting %s: %s", e->path, strerror(errno));
+    if (rc == TL_BV_OK)
+        pipe_msg(p, PK_END, NULL, 0);
     return rc;
 }
 
-static enum tl_bundle_verr extract(ver *v, int fd) {
-    struct archive *a = archive_read_new();
-    if (a == NULL)
-        return vfail(v, TL_BV_IO, "libarchive: out of memory");
-    archive_read_support_filter_zstd(a);
-    archive_read_support_format_tar(a);
-    enum tl_bundle_verr rc = TL_BV_OK;
-    if (archive_read_open_fd(a, fd, BUNDLE_CHUNK) != ARCHIVE_OK)
-        rc = vfail(v, TL_BV_NOT_A_BUNDLE, "%s", archive_error_string(a));
+/* Reads the archive once, front to back. */
+static enum tl_bundle_verr read_archive(ver *v, int fd) {
+    vpipe *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return vfail(v, TL_BV_IO, "out of memory");
+    for (unsigned i = 0; i < PIPE_SLOTS; i++) {
+        p->slots[i].buf = malloc(PIPE_SLOT_BYTES);
+        if (p->slots[i].buf == NULL) {
+            for (unsigned k = 0; k < i; k++)
+                free(p->slots[k].buf);
+            free(p);
+            return vfail(v, TL_BV_IO, "out of memory");
+        }
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv_full, NULL);
+    pthread_cond_init(&p->cv_empty, NULL);
+    worker_arg wa = {.v = v, .p = p};
+    pthread_t th;
+    bool threaded = pthread_create(&th, NULL, verify_worker, &wa) == 0;
+    enum tl_bundle_verr rc = threaded ? TL_BV_OK : vfail(v, TL_BV_IO, "pthread_create failed");
+    struct archive *a = rc == TL_BV_OK ? archive_read_new() : NULL;
+    if (rc == TL_BV_OK && a == NULL)
+        rc = vfail(v, TL_BV_IO, "libarchive: out of memory");
+    if (a != NULL) {
+        archive_read_support_filter_zstd(a);
+        archive_read_support_format_tar(a);
+        if (archive_read_open_fd(a, fd, BUNDLE_CHUNK) != ARCHIVE_OK)
+            rc = vfail(v, TL_BV_NOT_A_BUNDLE, "%s", archive_error_string(a));
+    }
     /* One header per entry; bounded by TL_BUNDLE_FILES_MAX + 2. */
     while (rc == TL_BV_OK) {
         struct archive_entry *ae;
@@ -198,47 +530,67 @@ static enum tl_bundle_verr extract(ver *v, int fd) {
             rc = vfail(v, TL_BV_NOT_A_BUNDLE, "%s", archive_error_string(a));
             break;
         }
-        const char *p = archive_entry_pathname(ae);
-        if (p == NULL || archive_entry_filetype(ae) != AE_IFREG || !path_safe(p)) {
-            rc = vfail(v, TL_BV_UNSAFE_PATH, "entry \"%.100s\"%s", p != NULL ? p : "(none)",
-                       p != NULL && archive_entry_filetype(ae) != AE_IFREG ? " is not a file" : "");
+        const char *pth = archive_entry_pathname(ae);
+        if (pth == NULL || archive_entry_filetype(ae) != AE_IFREG || !path_safe(pth)) {
+            rc = vfail(v, TL_BV_UNSAFE_PATH, "entry \"%.100s\"%s", pth != NULL ? pth : "(none)",
+                       pth != NULL && archive_entry_filetype(ae) != AE_IFREG ? " is not a file"
+                                                                             : "");
             break;
         }
-        if (strcmp(p, "MANIFEST.json") == 0 || strcmp(p, "MANIFEST.sig") == 0) {
-            bool is_m = p[9] == 'j';
+        if (strcmp(pth, "MANIFEST.json") == 0 || strcmp(pth, "MANIFEST.sig") == 0) {
+            bool is_m = pth[9] == 'j';
             if (is_m ? v->have_manifest : v->have_sig) {
-                rc = vfail(v, TL_BV_DUPLICATE, "%s appears twice", p);
+                rc = vfail(v, TL_BV_DUPLICATE, "%s appears twice", pth);
                 break;
             }
             if (is_m) {
-                rc = read_small(v, a, v->manifest, TL_BUNDLE_MANIFEST_MAX, &v->manifest_len, p);
+                rc = read_small(v, a, v->manifest, TL_BUNDLE_MANIFEST_MAX, &v->manifest_len, pth);
                 v->manifest[v->manifest_len] = '\0';
                 v->have_manifest = true;
             } else {
-                rc = read_small(v, a, (char *)v->sig, sizeof v->sig, &v->sig_len, p);
+                rc = read_small(v, a, (char *)v->sig, sizeof v->sig, &v->sig_len, pth);
                 v->have_sig = true;
             }
             continue;
         }
-        if (find_ent(v, p) != NULL) {
-            rc = vfail(v, TL_BV_DUPLICATE, "%s appears twice", p);
+        if (find_ent(v, pth) != NULL) {
+            rc = vfail(v, TL_BV_DUPLICATE, "%s appears twice", pth);
             break;
         }
         if (v->n_ents == TL_BUNDLE_FILES_MAX) {
             rc = vfail(v, TL_BV_TOO_LARGE, "more than %u files", TL_BUNDLE_FILES_MAX);
             break;
         }
-        if (v->r->bytes + (uint64_t)archive_entry_size(ae) > VERIFY_TOTAL_MAX) {
-            rc = vfail(v, TL_BV_TOO_LARGE, "more than %llu bytes",
-                       (unsigned long long)VERIFY_TOTAL_MAX);
+        la_int64_t declared = archive_entry_size(ae);
+        if (declared < 0 || v->r->bytes + (uint64_t)declared > v->limit_bytes) {
+            rc = vfail(v, TL_BV_UNPACK_LIMIT,
+                       "%.100s: the bundle would unpack to more than %llu bytes (%llu compressed)",
+                       pth, (unsigned long long)v->limit_bytes,
+                       (unsigned long long)v->r->compressed_bytes);
             break;
         }
         ventry *e = &v->ents[v->n_ents++];
         memset(e, 0, sizeof *e);
-        snprintf(e->path, sizeof e->path, "%s", p);
-        rc = extract_one(v, a, e);
+        snprintf(e->path, sizeof e->path, "%s", pth);
+        rc = stream_one(v, a, p, e, (uint64_t)declared);
     }
-    archive_read_free(a);
+    if (a != NULL)
+        archive_read_free(a);
+    if (threaded) {
+        pipe_msg(p, PK_STOP, NULL, 0);
+        pthread_join(th, NULL);
+    }
+    /* From here the worker's results are ours (the join orders them). */
+    if (rc == TL_BV_OK && wa.failed)
+        rc = vfail(v, TL_BV_IO, "sha256: out of memory");
+    if (rc == TL_BV_OK && v->ws != NULL && !v->wal_aborted)
+        bw_stream_finish(v->ws);
+    pthread_cond_destroy(&p->cv_empty);
+    pthread_cond_destroy(&p->cv_full);
+    pthread_mutex_destroy(&p->mu);
+    for (unsigned i = 0; i < PIPE_SLOTS; i++)
+        free(p->slots[i].buf);
+    free(p);
     return rc;
 }
 
@@ -342,14 +694,13 @@ static int ring_cmp(const void *a, const void *b) {
  * a record boundary) forward; past bytes that do not check, every 8-byte
  * offset is tried (the previous lap's records start somewhere there). */
 static void ring_scan(ver *v) {
-    char cpath[TL_BUNDLE_PATH_MAX + 32], dpath[TL_BUNDLE_PATH_MAX + 32];
-    snprintf(cpath, sizeof cpath, "%s/ring/control.bin", v->dir);
-    snprintf(dpath, sizeof dpath, "%s/ring/data.bin", v->dir);
-    size_t dlen = 0;
-    char *data = bundle_read_file(dpath, 1ull << 40, &dlen);
+    /* Positions are in the manifest; the scan needs only the bytes. */
+    size_t dlen = v->ring_data.len;
+    char *data = v->ring_data.p;
+    v->ring_data.p = NULL;
+    v->ring_data.len = 0;
     if (data == NULL)
         return;
-    (void)cpath; /* positions are in the manifest; the scan needs only the bytes */
     uint64_t max = dlen / TL_REC_HDR_BYTES + 1;
     v->ring = calloc(max, sizeof *v->ring);
     uint8_t *copy = malloc(TL_RING_COPY_BYTES);
@@ -427,20 +778,24 @@ static bool manifest_has_deg(const ver *v, const char *name) {
     return false;
 }
 
+/* The WAL check ran while the archive streamed; here its result meets what
+ * the (signed) manifest recorded at export. */
 static enum tl_bundle_verr check_wal(ver *v, bw_check *c) {
     const cJSON *sr = cJSON_GetObjectItemCaseSensitive(v->m, "seq_range");
-    if (!bundle_get_u64(sr, "requested_from", &c->from_seq) ||
-        !bundle_get_u64(sr, "requested_to", &c->to_seq))
+    uint64_t from = 0, to = 0;
+    if (!bundle_get_u64(sr, "requested_from", &from) || !bundle_get_u64(sr, "requested_to", &to))
         return vfail(v, TL_BV_BAD_MANIFEST, "MANIFEST.json has no seq_range");
     if (manifest_has_deg(v, tl_bundle_deg_name(TL_BUNDLE_DEG_XWAL1)))
         return TL_BV_OK; /* xwal1: copied whole, checked by `tallyctl wal verify` */
-    ring_scan(v);
-    c->on_rec = on_wal_rec;
-    c->ctx = v;
-    char dir[TL_BUNDLE_PATH_MAX + 8], err[256];
-    snprintf(dir, sizeof dir, "%s/wal", v->dir);
-    if (bw_wal_check(dir, c, err, sizeof err) != 0)
-        return vfail(v, TL_BV_IO, "reading the bundle's WAL: %s", err);
+    if (!v->have_range)
+        return vfail(v, TL_BV_LAYOUT, "no usable %s before the WAL segments", BUNDLE_RANGE_FILE);
+    if (v->wal_layout_bad)
+        return vfail(v, TL_BV_LAYOUT, "%s", v->wal_layout_why);
+    if (c->from_seq != from || c->to_seq != to)
+        return vfail(v, TL_BV_BAD_MANIFEST, "%s says seqs %llu..%llu, MANIFEST.json %llu..%llu",
+                     BUNDLE_RANGE_FILE, (unsigned long long)c->from_seq,
+                     (unsigned long long)c->to_seq, (unsigned long long)from,
+                     (unsigned long long)to);
     v->r->segments = c->segments;
     v->r->seq_first = c->first_seq;
     v->r->seq_last = c->last_seq;
@@ -510,15 +865,15 @@ static void emit(ver *v, const char *line) {
 }
 
 static void timeline(ver *v, uint64_t *fork_seq, uint64_t *fork_id) {
-    char path[TL_BUNDLE_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/audit.jsonl", v->dir);
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return;
-    char *line = malloc(TL_AUDIT_LINE_MAX + 2);
-    /* One line at a time; the file is at most TL_BUNDLE_AUDIT_MAX bytes. */
-    while (line != NULL && fgets(line, TL_AUDIT_LINE_MAX + 2, f) != NULL) {
-        cJSON *j = cJSON_Parse(line);
+    const char *p = v->audit.p;
+    const char *end = p != NULL ? p + v->audit.len : NULL;
+    /* One line at a time over the held audit.jsonl (at most VERIFY_AUDIT_MAX
+     * bytes): each pass moves past one newline or ends. */
+    while (p != NULL && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t llen = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        cJSON *j = llen <= TL_AUDIT_LINE_MAX ? cJSON_ParseWithLength(p, llen) : NULL;
+        p = nl != NULL ? nl + 1 : end;
         const char *ev = jstr(j, "event");
         uint64_t ts = 0, inc = 0;
         (void)bundle_get_u64(j, "ts_ns", &ts);
@@ -555,8 +910,6 @@ static void timeline(ver *v, uint64_t *fork_seq, uint64_t *fork_id) {
         }
         cJSON_Delete(j);
     }
-    free(line);
-    fclose(f);
 }
 
 static void divergence(ver *v, const bw_check *c) {
@@ -607,13 +960,6 @@ static void manifest_facts(ver *v) {
             r->degraded |= 1u << d;
 }
 
-static const char *tmp_base(const tl_bundle_verify_opts *o) {
-    if (o->tmp_dir != NULL && o->tmp_dir[0] != '\0')
-        return o->tmp_dir;
-    const char *t = getenv("TMPDIR");
-    return t != NULL && t[0] != '\0' ? t : "/tmp";
-}
-
 enum tl_bundle_verr tl_bundle_verify(const char *path, const tl_bundle_verify_opts *o,
                                      tl_bundle_report *r) {
     memset(r, 0, sizeof *r);
@@ -637,42 +983,40 @@ enum tl_bundle_verr tl_bundle_verify(const char *path, const tl_bundle_verify_op
         struct stat st;
         if (fd < 0 || fstat(fd, &st) != 0)
             rc = vfail(v, TL_BV_UNREADABLE, "%s: %s", path, strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+            rc = vfail(v, TL_BV_UNREADABLE, "%s: not a regular file", path);
         else
             r->compressed_bytes = (uint64_t)st.st_size;
     }
-    if (rc == TL_BV_OK) {
-        snprintf(v->dir, sizeof v->dir, "%s/tally-verify.XXXXXX", tmp_base(o));
-        if (mkdtemp(v->dir) == NULL) {
-            rc = vfail(v, TL_BV_IO, "%s: %s", v->dir, strerror(errno));
-            v->dir[0] = '\0';
-        }
-        for (unsigned i = 0; rc == TL_BV_OK && i < BUNDLE_STAGE_DIRS; i++) {
-            char p[TL_BUNDLE_PATH_MAX + 16];
-            snprintf(p, sizeof p, "%s/%s", v->dir, bundle_dirs[i]);
-            if (mkdir(p, 0700) != 0)
-                rc = vfail(v, TL_BV_IO, "%s: %s", p, strerror(errno));
-        }
+    if (o->max_unpacked_bytes != 0) {
+        v->limit_bytes = o->max_unpacked_bytes;
+    } else {
+        uint64_t c = r->compressed_bytes;
+        v->limit_bytes = c > VERIFY_FLOOR / VERIFY_RATIO ? c * VERIFY_RATIO : VERIFY_FLOOR;
     }
+    /* Read once; then the signature over MANIFEST.json before anything the
+     * manifest says is trusted, then every file against it, then the WAL
+     * check's result. */
     if (rc == TL_BV_OK)
-        rc = extract(v, fd);
+        rc = read_archive(v, fd);
     if (rc == TL_BV_OK)
         rc = check_signature(v);
     if (rc == TL_BV_OK)
         manifest_facts(v);
     if (rc == TL_BV_OK)
         rc = check_files(v);
-    bw_check c;
-    memset(&c, 0, sizeof c);
     if (rc == TL_BV_OK)
-        rc = check_wal(v, &c);
+        rc = check_wal(v, &v->wal);
     if (rc == TL_BV_OK)
-        divergence(v, &c);
+        divergence(v, &v->wal);
     if (fd >= 0)
         close(fd);
-    if (v->dir[0] != '\0')
-        bundle_rm_tree(v->dir);
+    bw_stream_free(v->ws);
     cJSON_Delete(v->m);
     free(v->ring);
+    free(v->ring_data.p);
+    free(v->audit.p);
+    free(v->range.p);
     free(v->manifest);
     free(v->ents);
     free(v);

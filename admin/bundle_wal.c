@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include "core/assert.h"
+#include "core/stream.h"
+#include "core/walseg.h"
+#include "core/window.h"
 #include "io/wal_reader.h"
 
 const char *const bundle_dirs[BUNDLE_STAGE_DIRS] = {"wal", "snapshots", "ring", "ledger", "config"};
@@ -123,6 +126,10 @@ const char *tl_bundle_verr_name(enum tl_bundle_verr e) {
             return "wal_chain_mismatch";
         case TL_BV_IO:
             return "io_error";
+        case TL_BV_UNPACK_LIMIT:
+            return "unpack_limit";
+        case TL_BV_LAYOUT:
+            return "layout_unexpected";
         case TL_BV_COUNT:
             break;
     }
@@ -434,6 +441,215 @@ int bw_wal_check(const char *dir, bw_check *c, char *err, size_t cap) {
     return 0;
 }
 
+/* ---- the WAL check, streamed ---- */
+
+struct bw_stream {
+    bw_check *c;
+    tl_log log;
+    tl_stream st;
+    void *win_mem;
+    uint8_t *buf; /* BW_STREAM_BUF, holds [buf_off, buf_off + n) of the segment */
+    uint64_t buf_off;
+    size_t n;
+    uint64_t fed; /* bytes of the segment given so far */
+    tl_walseg ws;
+    tl_walseg_facts facts;
+    bool in_seg;
+    bool seg_done;
+    bool pend; /* a terminal rule 1/2 or header failure awaits sealed/newest */
+    tl_walseg_event pend_ev;
+    bool any;            /* a segment was begun */
+    uint64_t last_first; /* the previous segment's name */
+    uint32_t segments;
+    uint32_t reanchors;
+    uint64_t findings;
+    bool first_resolved;
+};
+
+static void bs_emit(void *ctx, const tl_finding *f) {
+    bw_stream *s = ctx;
+    s->findings++;
+    on_finding(s->c, f);
+}
+
+bw_stream *bw_stream_new(bw_check *c) {
+    bw_stream *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    uint64_t window = 1u << 16; /* as bw_wal_check */
+    s->c = c;
+    s->buf = aligned_alloc(4096, BW_STREAM_BUF);
+    s->win_mem = aligned_alloc(64, (tl_window_bytes(window) + 63) & ~(size_t)63);
+    if (s->buf == NULL || s->win_mem == NULL) {
+        bw_stream_free(s);
+        return NULL;
+    }
+    tl_log_init(&s->log, TL_DIALECT_TLYWAL1, s->win_mem, window, (tl_sink){bs_emit, s});
+    tl_stream_init(&s->st, &s->log, TL_SOURCE_WAL);
+    c->tail = TL_WAL_TAIL_EMPTY;
+    return s;
+}
+
+void bw_stream_free(bw_stream *s) {
+    if (s == NULL)
+        return;
+    free(s->buf);
+    free(s->win_mem);
+    free(s);
+}
+
+/* Walks what the buffer holds; returns when the walker needs bytes not yet
+ * fed, or the segment is done. */
+static void bs_run(bw_stream *s) {
+    bw_check *c = s->c;
+    uint64_t first = s->ws.name_first_seq;
+    /* Each step yields a record (>= TL_REC_HDR_BYTES of the buffer), a
+     * header or an end, or returns: bounded by the bytes held. */
+    uint64_t max_steps = 2 * ((uint64_t)s->n / TL_REC_HDR_BYTES) + 8;
+    for (uint64_t step = 0; step < max_steps && !s->seg_done; step++) {
+        tl_walseg_event ev;
+        tl_walseg_next(&s->ws, &s->facts, s->buf, s->buf_off, s->n, &ev);
+        switch ((enum tl_walseg_ev)ev.kind) {
+            case TL_WALSEG_NEED_MORE: {
+                /* The walker never looks back: drop what lies before the
+                 * bytes it wants (8-aligned, as it requires), keep the rest. */
+                uint64_t base = ev.offset & ~(uint64_t)7;
+                TL_ASSERT(base >= s->buf_off && base <= s->buf_off + s->n);
+                TL_ASSERT(ev.offset + ev.len - base <= BW_STREAM_BUF);
+                size_t drop = (size_t)(base - s->buf_off);
+                memmove(s->buf, s->buf + drop, s->n - drop);
+                s->n -= drop;
+                s->buf_off = base;
+                return;
+            }
+            case TL_WALSEG_HEADER: {
+                tl_loc loc = {first, 0};
+                tl_stream_segment(&s->st, &s->ws.hdr, first, &loc);
+                on_segment(c, &s->ws.hdr, first);
+                break;
+            }
+            case TL_WALSEG_RECORD: {
+                tl_rec_view v;
+                tl_rec_view_native(&v, ev.rec, false);
+                tl_loc loc = {first, ev.offset};
+                tl_stream_result res = tl_stream_record(&s->st, &v, &loc);
+                (void)on_record(c, &v, &loc, res);
+                break;
+            }
+            case TL_WALSEG_CORRUPT:
+                if (ev.rule == TL_RULE_FIELDS) {
+                    tl_finding f;
+                    tl_walseg_finding(&s->ws, &ev, &f);
+                    tl_log_emit(&s->log, &f);
+                    tl_stream_step_over(&s->st, tl_rec_hdr_of(ev.rec)->seq,
+                                        tl_rec_hdr_of(ev.rec)->checksum);
+                    break;
+                }
+                /* Sealed or newest decides: held (ev.rec is not used by these). */
+                s->pend = true;
+                s->pend_ev = ev;
+                s->seg_done = true;
+                break;
+            case TL_WALSEG_TENTATIVE:
+                TL_ASSERT(false); /* walked as sealed: never tentative */
+                break;
+            case TL_WALSEG_END:
+                s->seg_done = true;
+                break;
+        }
+    }
+}
+
+/* The previous segment's held judgement, now that it is known whether it
+ * was sealed (as wal_reader.c read_segment judges it). */
+static void bs_resolve(bw_stream *s, bool sealed) {
+    if (!s->any)
+        return;
+    TL_ASSERT(!s->in_seg);
+    if (s->pend && sealed) {
+        tl_finding f;
+        tl_walseg_finding(&s->ws, &s->pend_ev, &f);
+        tl_log_emit(&s->log, &f);
+        if (s->pend_ev.reason >= TL_REASON_SEG_BASE && s->pend_ev.reason < TL_REASON_SEGMENT_INDEX)
+            tl_stream_segment_unreadable(&s->st);
+        else
+            tl_stream_reanchor(&s->st);
+        s->reanchors++;
+    }
+    if (!sealed)
+        s->c->tail = s->pend ? TL_WAL_TAIL_TENTATIVE : TL_WAL_TAIL_CLEAN;
+    s->pend = false;
+    if (!s->first_resolved) {
+        s->first_resolved = true;
+        if (s->st.segment_known)
+            s->c->anchor_verified = s->st.segment_index == 0 && s->reanchors == 0;
+    }
+}
+
+int bw_stream_seg_begin(bw_stream *s, uint64_t name_first_seq, uint64_t file_bytes) {
+    TL_ASSERT(!s->in_seg);
+    if (s->any && name_first_seq <= s->last_first)
+        return -1;
+    bs_resolve(s, true);
+    if (!s->any)
+        s->c->anchor_segment = name_first_seq;
+    s->any = true;
+    s->last_first = name_first_seq;
+    s->segments++;
+    s->in_seg = true;
+    s->seg_done = false;
+    s->pend = false;
+    s->buf_off = 0;
+    s->n = 0;
+    s->fed = 0;
+    s->facts = (tl_walseg_facts){.sealed = true, .file_bytes = file_bytes};
+    tl_walseg_init(&s->ws, name_first_seq);
+    s->log.now_ns = 0; /* no clock: findings here carry no time */
+    return 0;
+}
+
+void bw_stream_seg_data(bw_stream *s, const void *p, size_t n) {
+    TL_ASSERT(s->in_seg);
+    const uint8_t *b = p;
+    /* Each pass copies at least one byte: bs_run leaves room (it keeps at
+     * most one record, < BW_STREAM_BUF), or the segment is done. */
+    while (n > 0) {
+        if (s->seg_done) {
+            s->fed += n; /* past the end of records: not walked */
+            return;
+        }
+        size_t room = BW_STREAM_BUF - s->n;
+        TL_ASSERT(room > 0);
+        size_t k = n < room ? n : room;
+        memcpy(s->buf + s->n, b, k);
+        s->n += k;
+        s->fed += k;
+        b += k;
+        n -= k;
+        bs_run(s);
+    }
+}
+
+void bw_stream_seg_end(bw_stream *s) {
+    TL_ASSERT(s->in_seg);
+    if (!s->seg_done) {
+        if (s->fed < s->facts.file_bytes)
+            s->facts.file_bytes = s->fed; /* it shrank: judge the bytes there */
+        bs_run(s);
+    }
+    /* Every byte of the file is in the buffer now: the walker cannot need
+     * more, so it ended. */
+    TL_ASSERT(s->seg_done);
+    s->in_seg = false;
+}
+
+void bw_stream_finish(bw_stream *s) {
+    TL_ASSERT(!s->in_seg);
+    bs_resolve(s, false);
+    s->c->segments = s->segments;
+    s->c->findings = s->findings;
+}
+
 static cJSON *hex16(cJSON *o, const char *key, uint64_t v) {
     char buf[17];
     snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
@@ -458,7 +674,8 @@ cJSON *bw_check_json(const bw_check *c) {
     ok = (bundle_u64(o, "fence_min", c->fence_min) != 0) && ok;
     ok = (bundle_u64(o, "fence_max", c->fence_max) != 0) && ok;
     ok = (bundle_u64(o, "findings", c->findings) != 0) && ok;
-    ok = (cJSON_AddStringToObject(o, "tail", tl_wal_tail_name((enum tl_wal_tail)c->tail)) != 0) && ok;
+    ok = (cJSON_AddStringToObject(o, "tail", tl_wal_tail_name((enum tl_wal_tail)c->tail)) != 0) &&
+         ok;
     ok = (cJSON_AddBoolToObject(o, "anchor_verified", c->anchor_verified) != 0) && ok;
     ok = (bundle_u64(o, "anchor_segment", c->anchor_segment) != 0) && ok;
     cJSON *arr = cJSON_AddArrayToObject(o, "first_findings");
@@ -469,9 +686,12 @@ cJSON *bw_check_json(const bw_check *c) {
             ok = false;
             break;
         }
-        ok = (cJSON_AddStringToObject(f, "check", tl_check_name((enum tl_check)c->first[i].check)) != 0) && ok;
+        ok = (cJSON_AddStringToObject(f, "check",
+                                      tl_check_name((enum tl_check)c->first[i].check)) != 0) &&
+             ok;
         if (c->first[i].reason != TL_REASON_NONE)
-            ok = (cJSON_AddStringToObject(f, "reason", tl_reason_name(c->first[i].reason)) != 0) && ok;
+            ok = (cJSON_AddStringToObject(f, "reason", tl_reason_name(c->first[i].reason)) != 0) &&
+                 ok;
         ok = (bundle_u64(f, "seq", c->first[i].seq) != 0) && ok;
         ok = (bundle_u64(f, "segment", c->first[i].segment) != 0) && ok;
         ok = (bundle_u64(f, "offset", c->first[i].offset) != 0) && ok;

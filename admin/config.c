@@ -619,12 +619,14 @@ int tl_config_parse(const char *json, size_t len, tl_config *c, char *err, size_
     if (c->lease_endpoint[0] != '\0') {
         if (strncmp(c->lease_endpoint, "http://", 7) != 0 &&
             strncmp(c->lease_endpoint, "https://", 8) != 0) {
-            snprintf(err, err_cap, "lease.endpoint: expected an http:// or https:// URL, got \"%s\"",
+            snprintf(err, err_cap,
+                     "lease.endpoint: expected an http:// or https:// URL, got \"%s\"",
                      c->lease_endpoint);
             return -1;
         }
         if (c->lease_key[0] == '\0') {
-            snprintf(err, err_cap, "lease.key: expected the leader key with lease.endpoint, got \"\"");
+            snprintf(err, err_cap,
+                     "lease.key: expected the leader key with lease.endpoint, got \"\"");
             return -1;
         }
     }
@@ -702,8 +704,8 @@ void tl_config_loop(const tl_config *c, tl_loop_cfg *lc) {
          * them, at least 1024 seqs each. With the defaults (1 Mi records,
          * 4096 symbols) that is TL_XWAL1_WINDOW_RECORDS_DEFAULT per symbol,
          * as `tallyctl wal verify` uses: test_xwal1_restart checks it. */
-        uint32_t n = lc->max_symbols < TL_XWAL1_SYMBOLS_DEFAULT ? lc->max_symbols
-                                                                : TL_XWAL1_SYMBOLS_DEFAULT;
+        uint32_t n =
+            lc->max_symbols < TL_XWAL1_SYMBOLS_DEFAULT ? lc->max_symbols : TL_XWAL1_SYMBOLS_DEFAULT;
         uint64_t w = lc->window_records / n;
         lc->xwal1_symbols = n;
         lc->xwal1_window_records = w < 1024 ? 1024 : w;

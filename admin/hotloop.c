@@ -351,6 +351,8 @@ void *tl_hot_main(void *arg) {
             uint64_t sum = stats.u.stats.iter_sum_ns, samples = stats.u.stats.iter_samples;
             tl_loop_stats_snapshot(d->loop, &stats.u.stats);
             stats.u.stats.ring_lag_bytes = ring_lag_bytes(d);
+            if (d->xtail != NULL) /* the hot thread owns the tailer: read it here */
+                tl_xwal1_tail_gauges(d->xtail, &stats.u.stats.tail);
             memcpy(stats.u.stats.iter_hist, hist, sizeof hist);
             stats.u.stats.iter_sum_ns = sum;
             stats.u.stats.iter_samples = samples;

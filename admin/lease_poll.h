@@ -34,9 +34,10 @@ typedef struct tl_lease_poll_stats {
     uint64_t parse_rejected[TL_LEASE_ERR_COUNT]; /* by parse reason */
     uint64_t queue_full;                         /* a reading dropped */
     uint64_t busy_skips;                         /* a poll due while one was in flight */
-    uint64_t start_refused; /* libcurl would not start a request (also in failed[config]) */
-    uint64_t last_ok_mono_ns;                    /* the last good reading queued */
-    uint64_t last_revision;                      /* its H */
+    /* libcurl would not start a request (also counted in failed[config]) */
+    uint64_t start_refused;
+    uint64_t last_ok_mono_ns; /* the last good reading queued */
+    uint64_t last_revision;   /* its H */
 } tl_lease_poll_stats;
 
 typedef struct tl_lease_poll tl_lease_poll;

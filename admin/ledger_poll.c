@@ -24,6 +24,10 @@ struct tl_ledger_poll {
     int last_reason; /* 0 ok, > 0 tl_lc_err, < 0 -tl_ledger_err: what was logged last */
     tl_ledger_poll_stats st;
     tl_ledger_wm scratch; /* the reply being parsed */
+    /* The newest reply accepted (parsed, mac checked, queued to the loop),
+     * for POST /reconcile, which takes its copy on this same thread. */
+    tl_ledger_wm last;
+    bool have_last;
 };
 
 static uint64_t clock_of(clockid_t id) {
@@ -140,6 +144,8 @@ static void finished(tl_ledger_poll *p, const tl_ledger_response *r) {
     p->st.replies_ok++;
     p->st.last_ok_mono_ns = mono;
     p->st.last_ledger_seq = p->scratch.ledger_seq;
+    memcpy(&p->last, &p->scratch, sizeof p->last);
+    p->have_last = true;
     outcome(p, 0, r, NULL);
 }
 
@@ -166,6 +172,13 @@ void tl_ledger_poll_pass(tl_ledger_poll *p, uint64_t now_mono_ns) {
         if (tl_ledger_client_poll(p->client, &r))
             finished(p, &r);
     }
+}
+
+bool tl_ledger_poll_last(const tl_ledger_poll *p, tl_ledger_wm *out) {
+    if (p == NULL || !p->have_last)
+        return false;
+    memcpy(out, &p->last, sizeof *out);
+    return true;
 }
 
 void tl_ledger_poll_get_stats(const tl_ledger_poll *p, tl_ledger_poll_stats *out) {

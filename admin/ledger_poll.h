@@ -60,6 +60,10 @@ void tl_ledger_poll_close(tl_ledger_poll *p);
  * flight, and queues what it brought. Never blocks. */
 void tl_ledger_poll_pass(tl_ledger_poll *p, uint64_t now_mono_ns);
 
+/* The newest reply accepted (the one last queued to the loop), copied into
+ * *out; false if none yet (or p is NULL). Control thread only. */
+bool tl_ledger_poll_last(const tl_ledger_poll *p, tl_ledger_wm *out);
+
 void tl_ledger_poll_get_stats(const tl_ledger_poll *p, tl_ledger_poll_stats *out);
 
 /* One line for the audit's STOP event and logs: "polls=.. ok=.. rejected=.." */

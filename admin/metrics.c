@@ -2,10 +2,12 @@
 #include "metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "admin/lease_poll.h"
+#include "io/xwal1_tail.h"
 #include "core/assert.h"
 #include "core/canary.h"
 
@@ -192,6 +194,55 @@ static void per_action(out *o, const char *name, const char *help, const uint64_
             (unsigned long long)v[k]);
 }
 
+/* The xwal1 tailer (io/xwal1_tail.h): a stuck or failing tailer shows as
+ * a state other than following/waiting with counters that stop, or as
+ * io_error with a growing streak. Families always, samples with xwal1. */
+static void tail_metrics(out *o, const tl_tail_gauges *g) {
+    family(o, "tally_wal_tail_state", "gauge",
+           "The xwal1 WAL tailer's state: 1 for the current one (io_error: retrying a segment "
+           "it cannot open or read).");
+    for (unsigned s = 0; g->configured && s < TL_XWAL1_TAIL_ST_COUNT; s++)
+        put(o, "tally_wal_tail_state{state=\"%s\"} %u\n",
+            tl_xwal1_tail_state_name((enum tl_xwal1_tail_state)s), g->state == s ? 1u : 0u);
+    family(o, "tally_wal_tail_io_error_streak", "gauge",
+           "Failed opens and reads of the xwal1 tailer since it last read a record.");
+    if (g->configured)
+        put(o, "tally_wal_tail_io_error_streak %llu\n", (unsigned long long)g->io_error_streak);
+    family(o, "tally_wal_tail_segment", "gauge", "The xwal1 segment index being read (0: none).");
+    if (g->configured)
+        put(o, "tally_wal_tail_segment %llu\n", (unsigned long long)g->segment);
+    family(o, "tally_wal_tail_offset_bytes", "gauge",
+           "The offset of the next frame in the xwal1 segment being read.");
+    if (g->configured)
+        put(o, "tally_wal_tail_offset_bytes %llu\n", (unsigned long long)g->offset);
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } counters[] = {
+#define TAIL_C(n, f, h) {"tally_wal_tail_" n "_total", h, offsetof(tl_tail_gauges, f)}
+        TAIL_C("io_errors", io_errors_total, "Failed opens and reads of xwal1 segments."),
+        TAIL_C("reads", reads_total, "Reads of xwal1 segments completed (io_uring)."),
+        TAIL_C("read_bytes", bytes_read, "Bytes read from xwal1 segments."),
+        TAIL_C("frames", frames_total, "xwal1 frames whose crc held."),
+        TAIL_C("segments", segments_total, "xwal1 segments opened in order."),
+        TAIL_C("dir_scans", dir_scans_total, "Listings of the xwal1 WAL directory."),
+        TAIL_C("rereads", rereads_total, "Tails of an xwal1 segment read again after a change."),
+        TAIL_C("tentative", tentative_total, "Torn xwal1 tails seen (tentative, not findings)."),
+        TAIL_C("corrupt", corrupt_total, "WAL_CORRUPT reported by the xwal1 tailer."),
+        TAIL_C("segments_missing", segments_missing_total,
+               "xwal1 segments predicted or listed that were not there."),
+        TAIL_C("caught_up", caught_up_total, "Times the xwal1 tailer read all there was."),
+#undef TAIL_C
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        family(o, counters[i].name, "counter", counters[i].help);
+        uint64_t v;
+        memcpy(&v, (const char *)g + counters[i].off, sizeof v);
+        if (g->configured)
+            put(o, "%s %llu\n", counters[i].name, (unsigned long long)v);
+    }
+}
+
 static double age_s(uint64_t now_ns, uint64_t then_ns) {
     return then_ns == 0 || now_ns < then_ns ? 0.0 : (double)(now_ns - then_ns) / 1e9;
 }
@@ -267,6 +318,12 @@ size_t tl_metrics_render(const tl_metrics *m, const tl_metrics_extra *x, char *b
     family(&o, "tally_ring_lapped_total", "counter",
            "Times the ring lapped the consumer (the gap is read from the WAL).");
     put(&o, "tally_ring_lapped_total %llu\n", (unsigned long long)st->c.ring_lapped);
+    tail_metrics(&o, &st->tail);
+    family(&o, "tally_findings_decided_before_total", "counter",
+           "Findings met again reading an xwal1 log after a restart whose actions a previous "
+           "run already planned (reported, not acted on again).");
+    put(&o, "tally_findings_decided_before_total %llu\n",
+        (unsigned long long)st->c.findings_decided_before);
     family(&o, "tally_peer_rejected_total", "counter", "Peer datagrams dropped, by reason.");
     if (x->peers_configured) {
         for (unsigned r = 0; r < TL_PEER_REJ_COUNT; r++)
@@ -284,17 +341,22 @@ size_t tl_metrics_render(const tl_metrics *m, const tl_metrics_extra *x, char *b
         put(&o, "tally_last_snapshot_age_seconds{input=\"lease\"} %.6f\n",
             age_s(x->now_mono_ns,
                   st->lease.last_ok_ns != 0 ? st->lease.last_ok_ns : x->start_mono_ns));
+    /* Each family's samples right after its HELP and TYPE: the exposition
+     * format wants every metric's lines in one group. */
     family(&o, "tally_lease_revision", "gauge",
            "The lease authority's newest good reading: its header revision (H), the leader "
            "key's mod_revision (R, 0 when absent).");
-    family(&o, "tally_lease_unreachable", "gauge", "1 while LEASE_UNREACHABLE holds.");
-    family(&o, "tally_lease_readings_total", "counter", "Lease readings, by outcome.");
     if (x->lease_configured) {
         put(&o, "tally_lease_revision{field=\"header\"} %llu\n",
             (unsigned long long)st->lease.revision);
         put(&o, "tally_lease_revision{field=\"mod\"} %llu\n",
             (unsigned long long)st->lease.mod_revision);
+    }
+    family(&o, "tally_lease_unreachable", "gauge", "1 while LEASE_UNREACHABLE holds.");
+    if (x->lease_configured)
         put(&o, "tally_lease_unreachable %u\n", (unsigned)st->lease.unreachable);
+    family(&o, "tally_lease_readings_total", "counter", "Lease readings, by outcome.");
+    if (x->lease_configured) {
         put(&o, "tally_lease_readings_total{outcome=\"ok\"} %llu\n",
             (unsigned long long)st->lease.ok_total);
         put(&o, "tally_lease_readings_total{outcome=\"failed\"} %llu\n",
@@ -311,7 +373,8 @@ size_t tl_metrics_render(const tl_metrics *m, const tl_metrics_extra *x, char *b
     if (x->lease_poll != NULL) {
         for (unsigned r = 1; r < TL_ETCD_ERR_COUNT; r++)
             put(&o, "tally_lease_rejected_total{stage=\"fetch\",reason=\"%s\"} %llu\n",
-                tl_etcd_err_name((enum tl_etcd_err)r), (unsigned long long)x->lease_poll->failed[r]);
+                tl_etcd_err_name((enum tl_etcd_err)r),
+                (unsigned long long)x->lease_poll->failed[r]);
         for (unsigned r = 1; r < TL_LEASE_ERR_COUNT; r++)
             put(&o, "tally_lease_rejected_total{stage=\"parse\",reason=\"%s\"} %llu\n",
                 tl_lease_err_name((enum tl_lease_err)r),
@@ -402,27 +465,35 @@ size_t tl_metrics_render(const tl_metrics *m, const tl_metrics_extra *x, char *b
     put(&o, "tally_audit_write_errors_total %llu\n", (unsigned long long)x->audit_write_errors);
     family(&o, "tally_audit_queued_lines", "gauge", "Audit lines waiting for the disk.");
     put(&o, "tally_audit_queued_lines %llu\n", (unsigned long long)x->audit_queued);
+    /* Alert webhooks: each family followed by its sample (one group each). */
+    const tl_webhook_stats *wh = x->webhooks;
     family(&o, "tally_webhook_sent_total", "counter",
            "Alert webhook deliveries acknowledged (2xx), over every URL.");
-    family(&o, "tally_webhook_failed_total", "counter", "Alert webhook POST attempts that failed.");
+    if (wh != NULL)
+        put(&o, "tally_webhook_sent_total %llu\n", (unsigned long long)wh->sent);
+    family(&o, "tally_webhook_failed_total", "counter",
+           "Alert webhook POST attempts that failed (a request libcurl would not start too).");
+    if (wh != NULL)
+        put(&o, "tally_webhook_failed_total %llu\n", (unsigned long long)wh->failed);
     family(&o, "tally_webhook_retried_total", "counter",
            "Alert webhook POST attempts that were retries.");
+    if (wh != NULL)
+        put(&o, "tally_webhook_retried_total %llu\n", (unsigned long long)wh->retried);
     family(&o, "tally_webhook_dropped_total", "counter",
            "Alert webhook deliveries given up: the queue overflowed (oldest dropped) or a 4xx.");
+    if (wh != NULL)
+        put(&o, "tally_webhook_dropped_total %llu\n", (unsigned long long)wh->dropped);
     family(&o, "tally_webhook_pending", "gauge", "Alert webhook deliveries still to make.");
+    if (wh != NULL)
+        put(&o, "tally_webhook_pending %llu\n", (unsigned long long)wh->pending);
     family(&o, "tally_webhook_refused_total", "counter",
            "Alerts never queued, by reason: unformatted (did not fit the message buffer), "
            "invalid (the queue refused the body: empty or too long).");
-    if (x->webhooks != NULL) {
-        put(&o, "tally_webhook_sent_total %llu\n", (unsigned long long)x->webhooks->sent);
-        put(&o, "tally_webhook_failed_total %llu\n", (unsigned long long)x->webhooks->failed);
-        put(&o, "tally_webhook_retried_total %llu\n", (unsigned long long)x->webhooks->retried);
-        put(&o, "tally_webhook_dropped_total %llu\n", (unsigned long long)x->webhooks->dropped);
-        put(&o, "tally_webhook_pending %llu\n", (unsigned long long)x->webhooks->pending);
+    if (wh != NULL) {
         put(&o, "tally_webhook_refused_total{reason=\"unformatted\"} %llu\n",
-            (unsigned long long)x->webhooks->unformatted);
+            (unsigned long long)wh->unformatted);
         put(&o, "tally_webhook_refused_total{reason=\"invalid\"} %llu\n",
-            (unsigned long long)x->webhooks->refused);
+            (unsigned long long)wh->refused);
     }
     family(&o, "tally_control_requests_total", "counter",
            "Control API requests answered, by status class.");

@@ -12,6 +12,21 @@
  * A finding counts when its seq lies in the scope (or it has none), and, if
  * the scope names symbols, when it is on `*` or on one of them.
  *
+ * The ledger at its current watermark (ledger.md): while it reads, the run
+ * keeps wrapping u64 sums of the TRADE records (count, qty, price x qty,
+ * overall and per symbol), anchored at seq 1 or at the first CHECKPOINT it
+ * reads (totals only: a CHECKPOINT has no per-symbol figures); records
+ * before from_seq in the first segment are summed too. At the watermark's
+ * ledger_seq the figures go to core/ledger's tl_ledger_judge, the checker's
+ * own comparison (LEDGER_FORK, LEDGER_DOUBLE_POSTING,
+ * LEDGER_MISSING_POSTING). A watermark the run cannot judge says why by
+ * name (not_in_scope, not_reached, unanchored, no_watermark), never
+ * consistent.
+ *
+ * Peers at the last common checkpoint (peer.md): the highest seq every
+ * peer that reported a CHECKPOINT has reported; the WAL's CHECKPOINT
+ * state_hash there is compared with each peer's (STATE_HASH_DIVERGENCE).
+ *
  * Each finished run becomes one JSON line, appended (and fsynced) to
  * <state_dir>/results.jsonl; the newest TL_RC_KEEP lines are kept in memory
  * for GET /reconcile/results and reloaded at start. A run that could not
@@ -32,12 +47,14 @@
 
 #include "admin/api_json.h"
 #include "core/finding.h"
+#include "core/ledger.h"
+#include "core/peer.h"
 #include "core/record.h"
 
 #define TL_RC_SYMBOLS  16u   /* symbols in one scope */
 #define TL_RC_QUEUE    8u    /* requests waiting */
 #define TL_RC_KEEP     512u  /* results kept in memory */
-#define TL_RC_LINE_MAX 6144u /* one result's JSON line */
+#define TL_RC_LINE_MAX 8192u /* one result's JSON line (16 peers, 8 findings) */
 #define TL_RC_FIRST    8u    /* findings shown in full per result */
 #define TL_RC_ID_MAX   40u
 
@@ -58,6 +75,16 @@ typedef struct tl_reconcile_req {
     uint64_t to_seq;   /* >= from_seq */
     uint32_t n_symbols;
     char symbols[TL_RC_SYMBOLS][TL_SYMBOL_NAME_MAX + 1];
+    /* Taken on the control thread when the request is submitted, so the run
+     * judges one consistent state whatever the loop does meanwhile: the
+     * newest watermark the ledger poller accepted (admin/ledger_poll.h)... */
+    bool have_watermark;
+    tl_ledger_wm watermark;
+    /* ... and the CHECKPOINTs each configured peer last reported (core/peer.h,
+     * read through its seqlock); unread: the loop kept writing, not read. */
+    uint32_t n_peers;
+    bool peer_unread[TL_PEER_NODES_MAX];
+    tl_peer_reported peers[TL_PEER_NODES_MAX];
 } tl_reconcile_req;
 
 typedef struct tl_reconcile_cfg {

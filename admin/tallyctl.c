@@ -302,18 +302,59 @@ static void results_usage(FILE *to) {
                 "exit: 0 none of those shown is a MISMATCH, 1 one is, 2 usage or no answer\n");
 }
 
+/* A result's "ledger" or "peers": an object with its outcome (a line
+ * written before they were compared holds a plain string). */
+static const char *side_outcome(const cJSON *r, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, k);
+    return cJSON_IsObject(v) ? str(v, "outcome") : str(r, k);
+}
+
 static void print_result_row(const cJSON *r) {
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(r, "scope");
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "findings");
-    printf("%-22s %-10s %10s %10s %9s %7s %7s %5s %5s  %s\n", str(r, "id"), str(r, "status"),
-           str(sc, "from_seq"), str(sc, "to_seq"), str(r, "records"), str(f, "missing"),
-           str(f, "out_of_order"), str(f, "dup"), str(f, "delay"),
+    printf("%-22s %-10s %10s %10s %9s %7s %7s %5s %5s %-14s %-14s %s\n", str(r, "id"),
+           str(r, "status"), str(sc, "from_seq"), str(sc, "to_seq"), str(r, "records"),
+           str(f, "missing"), str(f, "out_of_order"), str(f, "dup"), str(f, "delay"),
+           side_outcome(r, "ledger"), side_outcome(r, "peers"),
            cJSON_GetObjectItemCaseSensitive(r, "error") != NULL ? str(r, "error") : "");
 }
 
+/* The ledger and peer comparisons of one result, for people. */
+static void print_result_sides(const cJSON *r) {
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(r, "ledger");
+    if (cJSON_IsObject(l)) {
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(l, "watermark");
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(l, "ours");
+        printf("    ledger: %s", str(l, "outcome"));
+        if (w != NULL)
+            printf(" at ledger_seq %s (checksum %s): ledger trades %s qty %s notional %s",
+                   str(l, "ledger_seq"), str(l, "checksum"), str(w, "trades"), str(w, "qty"),
+                   str(w, "notional"));
+        if (o != NULL && cJSON_GetObjectItemCaseSensitive(o, "trades") != NULL)
+            printf("; tally trades %s qty %s notional %s (checksum %s)", str(o, "trades"),
+                   str(o, "qty"), str(o, "notional"), str(o, "checksum"));
+        if (cJSON_GetObjectItemCaseSensitive(l, "check") != NULL)
+            printf(" -> %s", str(l, "check"));
+        if (cJSON_GetObjectItemCaseSensitive(l, "symbols") != NULL)
+            printf(" [symbols %s]", str(l, "symbols"));
+        printf("\n");
+    }
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "peers");
+    if (cJSON_IsObject(p)) {
+        printf("    peers: %s", str(p, "outcome"));
+        if (cJSON_GetObjectItemCaseSensitive(p, "common_seq") != NULL)
+            printf(" at common checkpoint %s", str(p, "common_seq"));
+        printf("\n");
+        const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(p, "nodes");
+        for (const cJSON *n = nodes != NULL ? nodes->child : NULL; n != NULL; n = n->next)
+            printf("      node %s: %s (last checkpoint %s)\n", str(n, "node"), str(n, "outcome"),
+                   str(n, "last_checkpoint_seq"));
+    }
+}
+
 static void print_result_header(void) {
-    printf("%-22s %-10s %10s %10s %9s %7s %7s %5s %5s\n", "ID", "STATUS", "FROM", "TO", "RECORDS",
-           "MISSING", "OOO", "DUP", "DELAY");
+    printf("%-22s %-10s %10s %10s %9s %7s %7s %5s %5s %-14s %-14s\n", "ID", "STATUS", "FROM", "TO",
+           "RECORDS", "MISSING", "OOO", "DUP", "DELAY", "LEDGER", "PEERS");
 }
 
 static int cmd_results(int argc, char **argv, tc_opts *o) {
@@ -853,8 +894,10 @@ static void reconcile_usage(FILE *to) {
                 "[--json]\n"
                 "\n"
                 "An on-demand full reconcile of a scope, off the hot loop (POST /reconcile): the\n"
-                "WAL range re-verified (chain, seqs, fences). Waits for the result with a\n"
-                "progress bar unless --no-wait.\n"
+                "WAL range re-verified (chain, seqs, fences), the ledger at its current\n"
+                "watermark and peers at their last common checkpoint, when these lie in the\n"
+                "scope (else the result names why they were not compared). Waits for the\n"
+                "result with a progress bar unless --no-wait.\n"
                 "\n"
                 "exit: 0 CONSISTENT (or queued with --no-wait), 1 MISMATCH, 2 ERROR, usage or no "
                 "answer\n");
@@ -965,6 +1008,7 @@ static int cmd_reconcile(int argc, char **argv, tc_opts *o) {
             } else {
                 print_result_header();
                 print_result_row(res);
+                print_result_sides(res);
                 const cJSON *ff = cJSON_GetObjectItemCaseSensitive(res, "first_findings");
                 for (const cJSON *f = ff != NULL ? ff->child : NULL; f != NULL; f = f->next)
                     printf("    %s %s seq %s segment %s offset %s\n", str(f, "severity"),

@@ -7,7 +7,7 @@
  *       1 the export failed (its named error printed), 2 usage, no answer,
  *       a reply it cannot read, or no end within --timeout (default 600 s;
  *       the export itself goes on in tallyd).
- *   tallyctl bundle verify FILE --pubkey PEM [--tmpdir DIR] [--json]
+ *   tallyctl bundle verify FILE --pubkey PEM [--max-bytes N] [--json]
  *       offline: the signature, every file's SHA-256, the WAL chain; prints
  *       the incident's timeline and the first divergent seq; exit 0 all
  *       holds, 1 it does not (the reason printed: a bundle that cannot be
@@ -29,14 +29,15 @@
 /* ---- verify ---- */
 
 static void verify_usage(FILE *to) {
-    fprintf(to, "usage: tallyctl bundle verify FILE --pubkey PEM [--tmpdir DIR] [--json]\n"
+    fprintf(to, "usage: tallyctl bundle verify FILE --pubkey PEM [--max-bytes N] [--json]\n"
                 "\n"
                 "Checks a forensic bundle offline: the Ed25519 signature of MANIFEST.json\n"
                 "(PEM public key, or the private key), every file's size and SHA-256 (none\n"
                 "missing, none extra), and the WAL hash chain over the range. Prints the\n"
                 "incident's timeline and the first divergent seq when the bundle holds a\n"
                 "fork. Reads the archive once; WAL segments are checked as they stream.\n"
-                "--tmpdir is accepted for compatibility and no longer used.\n"
+                "--max-bytes bounds what the bundle may unpack to (default 64 x its size,\n"
+                "at least 4 GiB): beyond it, unpack_limit. --tmpdir is accepted and unused.\n"
                 "\n"
                 "exit: 0 all holds; 1 it does not, the reason printed (a FILE that cannot\n"
                 "be opened or read counts: it cannot be shown to hold); 2 usage, including\n"
@@ -73,11 +74,13 @@ static int cmd_verify(int argc, char **argv, tc_opts *o) {
     static const struct option opts[] = {
         {"pubkey", required_argument, NULL, 'k'},
         {"tmpdir", required_argument, NULL, 't'},
+        {"max-bytes", required_argument, NULL, 'm'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *pubkey = NULL, *tmp = NULL;
+    uint64_t max_bytes = 0;
     int c;
     optind = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -88,6 +91,18 @@ static int cmd_verify(int argc, char **argv, tc_opts *o) {
             case 't':
                 tmp = optarg;
                 break;
+            case 'm': {
+                char *end = NULL;
+                errno = 0;
+                unsigned long long v = strtoull(optarg, &end, 10);
+                if (optarg[0] < '0' || optarg[0] > '9' || errno != 0 || *end != '\0' || v == 0) {
+                    fprintf(stderr, "tallyctl: --max-bytes: expected an integer >= 1, got \"%s\"\n",
+                            optarg);
+                    return TC_USAGE;
+                }
+                max_bytes = v;
+                break;
+            }
             case 'j':
                 o->json = true;
                 o->progress = false;
@@ -115,6 +130,7 @@ static int cmd_verify(int argc, char **argv, tc_opts *o) {
     tl_bundle_verify_opts vo = {
         .pubkey_path = pubkey,
         .tmp_dir = tmp,
+        .max_unpacked_bytes = max_bytes,
         .progress = on_progress,
         .progress_ctx = &bar,
         .timeline = on_line,
@@ -278,14 +294,10 @@ static int refused(long status, const char *body) {
 
 static int cmd_export(int argc, char **argv, tc_opts *o) {
     static const struct option opts[] = {
-        {"incident", required_argument, NULL, 'i'},
-        {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 't'},
-        {"no-wait", no_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 'T'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"incident", required_argument, NULL, 'i'}, {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},       {"no-wait", no_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 'T'},  {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     const char *inc = NULL, *from = NULL, *to = NULL;
     bool nowait = false;

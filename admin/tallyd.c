@@ -159,7 +159,12 @@ static int wal_start(tl_daemon *d, char *err, size_t cap) {
         xc.dir = c->engine_wal_dir;
         xc.max_symbols = d->lcfg.xwal1_symbols;
         xc.read_ahead = (uint32_t)c->wal_read_ahead;
-        xc.read_bytes = (uint32_t)c->wal_buffer_bytes;
+        /* wal.buffer_bytes is the reads' buffer in all (a power of two,
+         * 128 KiB..16 MiB): each of the read_ahead reads gets its share,
+         * whole pages (the default 1 MiB / 4: the tailer's 256 KiB). */
+        uint64_t share = (c->wal_buffer_bytes / xc.read_ahead) & ~(uint64_t)4095;
+        xc.read_bytes =
+            (uint32_t)(share < TL_XWAL1_TAIL_MIN_READ_BYTES ? TL_XWAL1_TAIL_MIN_READ_BYTES : share);
         xc.torn_grace_ms = c->wal_torn_grace_ms;
         xc.no_register = !c->wal_registered_buffers;
         /* The buffer holds the largest frame plus the reads: smaller reads
@@ -315,6 +320,9 @@ static int start(tl_daemon *d, char *err, size_t cap) {
         .max_symbols = d->lcfg.max_symbols,
         .start_mono_ns = tl_now_mono_ns(),
         .bundle = d->bundle,
+        .ledger_poll = d->ledger,
+        .ledger_last = tl_ledger_poll_last,
+        .peer = d->lcfg.peer.node_count > 0 ? &d->loop->peer : NULL,
     };
     if (tl_api_create(&d->api, &ad, err, cap) != 0)
         return -1;

@@ -179,22 +179,27 @@ static cJSON *post(tl_es_lease *l, const char *path, const char *json) {
     if (l->partitioned)
         return NULL;
     char url[512];
-    snprintf(url, sizeof url, "%s%s", l->o.etcd, path);
+    int un = snprintf(url, sizeof url, "%s%s", l->o.etcd, path);
+    if (un < 0 || (size_t)un >= sizeof url)
+        return NULL; /* a truncated URL would ask the wrong thing */
     l->len = 0;
     CURL *e = l->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, json);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, l->hdr);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, REQ_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, REQ_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, l);
+    /* A refused option would send a request other than the one meant (no
+     * timeout: a hang on the engine's one thread): no request at all, which
+     * the caller already treats as etcd unreachable. */
+    if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, json) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, l->hdr) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, REQ_TIMEOUT_MS) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, REQ_TIMEOUT_MS) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, l) != CURLE_OK)
+        return NULL;
     long status = 0;
     if (curl_easy_perform(e) != CURLE_OK)
         return NULL;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    if (status != 200)
+    if (curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 200)
         return NULL;
     l->body[l->len] = '\0';
     return cJSON_Parse(l->body);
@@ -383,7 +388,21 @@ int tl_es_lease_engine_id(const char *wal_dir, uint8_t id[TL_ES_ID_BYTES]) {
             return -1;
         return 0;
     }
-    ssize_t n = read(fd, buf, sizeof buf);
+    /* 32 hex digits (and a newline): read until 32 arrived or end of file,
+     * through short reads and EINTR. */
+    size_t n = 0;
+    while (n < sizeof buf) {
+        ssize_t r = read(fd, buf + n, sizeof buf - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            close(fd);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
     close(fd);
     if (n < 32)
         return -1;

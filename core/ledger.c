@@ -83,25 +83,22 @@ static bool figs_zero(tl_ledger_figs a) {
     return (a.trades | a.qty | a.notional) == 0;
 }
 
-enum verdict { V_OK = 0, V_DOUBLE, V_MISSING, V_CONTENT };
-
-/* d = the ledger's figures − ours. Counts are compared as a signed
- * difference, so the verdict is right across the 2^64 wrap. */
-static enum verdict classify(tl_ledger_figs d) {
+enum tl_ledger_verdict tl_ledger_classify(tl_ledger_figs d) {
     if (d.trades != 0)
-        return (int64_t)d.trades > 0 ? V_DOUBLE : V_MISSING;
+        return (int64_t)d.trades > 0 ? TL_LEDGER_DOUBLE : TL_LEDGER_MISSING;
     if (d.qty != 0 || d.notional != 0)
-        return V_CONTENT;
-    return V_OK;
+        return TL_LEDGER_CONTENT;
+    return TL_LEDGER_AGREE;
 }
 
-static enum tl_check verdict_check(enum verdict v) {
+enum tl_check tl_ledger_verdict_check(enum tl_ledger_verdict v) {
     switch (v) {
-        case V_DOUBLE:
+        case TL_LEDGER_DOUBLE:
             return TL_CHECK_LEDGER_DOUBLE_POSTING;
-        case V_MISSING:
+        case TL_LEDGER_MISSING:
             return TL_CHECK_LEDGER_MISSING_POSTING;
-        case V_CONTENT:
+        case TL_LEDGER_CONTENT:
+        case TL_LEDGER_CHAIN_FORK:
             return TL_CHECK_LEDGER_FORK;
         default:
             TL_UNREACHABLE();
@@ -110,9 +107,9 @@ static enum tl_check verdict_check(enum verdict v) {
 
 /* ---- findings ---- */
 
-static void emit(tl_ledger *g, enum tl_check check, enum tl_severity sev, uint16_t reason,
-                 uint32_t symbol, uint64_t seq, uint64_t seq2, uint64_t checksum,
-                 uint64_t checksum2) {
+static void emit_to(tl_log *log, enum tl_check check, enum tl_severity sev, uint16_t reason,
+                    uint32_t symbol, uint64_t seq, uint64_t seq2, uint64_t checksum,
+                    uint64_t checksum2) {
     tl_finding f;
     tl_finding_init(&f, check);
     f.severity = (uint8_t)sev;
@@ -123,7 +120,13 @@ static void emit(tl_ledger *g, enum tl_check check, enum tl_severity sev, uint16
     f.seq2 = seq2;
     f.checksum = checksum;
     f.checksum2 = checksum2;
-    tl_log_emit(g->log, &f);
+    tl_log_emit(log, &f);
+}
+
+static void emit(tl_ledger *g, enum tl_check check, enum tl_severity sev, uint16_t reason,
+                 uint32_t symbol, uint64_t seq, uint64_t seq2, uint64_t checksum,
+                 uint64_t checksum2) {
+    emit_to(g->log, check, sev, reason, symbol, seq, seq2, checksum, checksum2);
 }
 
 /* ---- the fold ---- */
@@ -345,8 +348,9 @@ static uint32_t track_pass(tl_ledger *g, const tl_ledger_wm *wm, bool judge, sym
         }
         t->in_reply = 1;
         if (judge) {
-            enum verdict v = classify(figs_sub(figs_sub(s->f, t->prev), t->ours));
-            if (v != V_OK)
+            enum tl_ledger_verdict v =
+                tl_ledger_classify(figs_sub(figs_sub(s->f, t->prev), t->ours));
+            if (v != TL_LEDGER_AGREE)
                 out[n++] = (sym_verdict){s->symbol, (uint8_t)v, 0};
         }
         t->prev = s->f;
@@ -360,8 +364,9 @@ static uint32_t track_pass(tl_ledger *g, const tl_ledger_wm *wm, bool judge, sym
         }
         if (judge) {
             tl_ledger_figs none = {0, 0, 0};
-            enum verdict v = classify(figs_sub(figs_sub(none, t->prev), t->ours));
-            if (v != V_OK)
+            enum tl_ledger_verdict v =
+                tl_ledger_classify(figs_sub(figs_sub(none, t->prev), t->ours));
+            if (v != TL_LEDGER_AGREE)
                 out[n++] = (sym_verdict){t->symbol, (uint8_t)v, 0};
         }
         memset(&t->prev, 0, sizeof t->prev);
@@ -371,36 +376,13 @@ static uint32_t track_pass(tl_ledger *g, const tl_ledger_wm *wm, bool judge, sym
     return n;
 }
 
-/* Steps 3 and 4: counts, then qty and notional, totals and per symbol. */
-static void compare_content(tl_ledger *g, const tl_ledger_wm *wm) {
-    uint64_t s = wm->ledger_seq;
-    tl_ledger_figs ours = figs_sub(g->run, g->unposted);
-    /* The FIFO lacks a skipped trade: totals hold at or above the last gap,
-     * deltas between replies on the same side of it. */
-    bool deltas = g->have_prev && g->prev_seq >= g->last_gap;
-    enum verdict total = V_OK;
-    if (g->anchored && s >= g->last_gap) {
-        /* Absolute: a difference is named when it changes, not at every
-         * reply it persists in. */
-        tl_ledger_figs diff = figs_sub(wm->total, ours);
-        total = classify(figs_sub(diff, g->reported_diff));
-        g->reported_diff = diff;
-    } else if (deltas) {
-        tl_ledger_figs d =
-            figs_sub(figs_sub(wm->total, g->prev_ledger), figs_sub(ours, g->prev_ours));
-        total = classify(d);
-        /* Remembered, so that anchoring later does not name it again. */
-        g->reported_diff = figs_add(g->reported_diff, d);
-    }
-
-    sym_verdict sv[TL_LEDGER_SYMBOLS_MAX + TL_LEDGER_TRACK_MAX];
-    bool sym_ok = true;
-    uint32_t nv = track_pass(g, wm, deltas, sv, &sym_ok);
-    if (!sym_ok)
-        nv = 0;
-
-    uint64_t seq2 = deltas ? g->prev_seq : 0;
-    if (total != V_OK) {
+/* Names the facts of one comparison: the totals' verdict, scoped to the
+ * symbols whose figures show the same fact (at most TL_LEDGER_SCOPES_MAX,
+ * else `*`), then the per-symbol facts the totals do not show. Shared by
+ * the checker and tl_ledger_judge, so both name a fact the same way. */
+static void report(tl_log *log, enum tl_ledger_verdict total, sym_verdict *sv, uint32_t nv,
+                   uint64_t s, uint64_t seq2, uint64_t checksum) {
+    if (total != TL_LEDGER_AGREE) {
         uint32_t same = 0;
         for (uint32_t i = 0; i < nv; i++)
             same += sv[i].verdict == total;
@@ -409,14 +391,14 @@ static void compare_content(tl_ledger *g, const tl_ledger_wm *wm) {
                 continue;
             sv[i].covered = 1;
             if (same <= TL_LEDGER_SCOPES_MAX)
-                emit(g, verdict_check(total), TL_SEV_SEV1,
-                     total == V_CONTENT ? TL_REASON_LEDGER_CONTENT : TL_REASON_NONE, sv[i].symbol,
-                     s, seq2, wm->checksum, wm->checksum);
+                emit_to(log, tl_ledger_verdict_check(total), TL_SEV_SEV1,
+                        total == TL_LEDGER_CONTENT ? TL_REASON_LEDGER_CONTENT : TL_REASON_NONE,
+                        sv[i].symbol, s, seq2, checksum, checksum);
         }
         if (same == 0 || same > TL_LEDGER_SCOPES_MAX)
-            emit(g, verdict_check(total), TL_SEV_SEV1,
-                 total == V_CONTENT ? TL_REASON_LEDGER_CONTENT : TL_REASON_NONE, 0, s, seq2,
-                 wm->checksum, wm->checksum);
+            emit_to(log, tl_ledger_verdict_check(total), TL_SEV_SEV1,
+                    total == TL_LEDGER_CONTENT ? TL_REASON_LEDGER_CONTENT : TL_REASON_NONE, 0, s,
+                    seq2, checksum, checksum);
     }
     /* Per-symbol facts the totals do not show (a trade posted on the wrong
      * symbol balances out in the totals). */
@@ -429,18 +411,57 @@ static void compare_content(tl_ledger *g, const tl_ledger_wm *wm) {
         left++;
     }
     if (left > TL_LEDGER_SCOPES_MAX) {
-        emit(g, verdict_check((enum verdict)sv[first].verdict), TL_SEV_SEV1,
-             sv[first].verdict == V_CONTENT ? TL_REASON_LEDGER_CONTENT : TL_REASON_NONE, 0, s, seq2,
-             wm->checksum, wm->checksum);
+        emit_to(log, tl_ledger_verdict_check((enum tl_ledger_verdict)sv[first].verdict),
+                TL_SEV_SEV1,
+                sv[first].verdict == TL_LEDGER_CONTENT ? TL_REASON_LEDGER_CONTENT : TL_REASON_NONE,
+                0, s, seq2, checksum, checksum);
     } else {
         for (uint32_t i = 0; i < nv; i++) {
             if (sv[i].covered)
                 continue;
-            emit(g, verdict_check((enum verdict)sv[i].verdict), TL_SEV_SEV1,
-                 sv[i].verdict == V_CONTENT ? TL_REASON_LEDGER_CONTENT : TL_REASON_NONE,
-                 sv[i].symbol, s, seq2, wm->checksum, wm->checksum);
+            emit_to(log, tl_ledger_verdict_check((enum tl_ledger_verdict)sv[i].verdict),
+                    TL_SEV_SEV1,
+                    sv[i].verdict == TL_LEDGER_CONTENT ? TL_REASON_LEDGER_CONTENT : TL_REASON_NONE,
+                    sv[i].symbol, s, seq2, checksum, checksum);
         }
     }
+}
+
+/* Step 2's fact: the ledger followed another log than tally's. */
+static void report_fork(tl_log *log, uint64_t s, uint64_t ledger_checksum, uint64_t our_checksum) {
+    emit_to(log, TL_CHECK_LEDGER_FORK, TL_SEV_SEV1, TL_REASON_NONE, 0, s, 0, ledger_checksum,
+            our_checksum);
+}
+
+/* Steps 3 and 4: counts, then qty and notional, totals and per symbol. */
+static void compare_content(tl_ledger *g, const tl_ledger_wm *wm) {
+    uint64_t s = wm->ledger_seq;
+    tl_ledger_figs ours = figs_sub(g->run, g->unposted);
+    /* The FIFO lacks a skipped trade: totals hold at or above the last gap,
+     * deltas between replies on the same side of it. */
+    bool deltas = g->have_prev && g->prev_seq >= g->last_gap;
+    enum tl_ledger_verdict total = TL_LEDGER_AGREE;
+    if (g->anchored && s >= g->last_gap) {
+        /* Absolute: a difference is named when it changes, not at every
+         * reply it persists in. */
+        tl_ledger_figs diff = figs_sub(wm->total, ours);
+        total = tl_ledger_classify(figs_sub(diff, g->reported_diff));
+        g->reported_diff = diff;
+    } else if (deltas) {
+        tl_ledger_figs d =
+            figs_sub(figs_sub(wm->total, g->prev_ledger), figs_sub(ours, g->prev_ours));
+        total = tl_ledger_classify(d);
+        /* Remembered, so that anchoring later does not name it again. */
+        g->reported_diff = figs_add(g->reported_diff, d);
+    }
+
+    sym_verdict sv[TL_LEDGER_SYMBOLS_MAX + TL_LEDGER_TRACK_MAX];
+    bool sym_ok = true;
+    uint32_t nv = track_pass(g, wm, deltas, sv, &sym_ok);
+    if (!sym_ok)
+        nv = 0;
+
+    report(g->log, total, sv, nv, s, deltas ? g->prev_seq : 0, wm->checksum);
     g->have_prev = true;
     g->prev_seq = s;
     g->prev_ledger = wm->total;
@@ -602,8 +623,7 @@ bool tl_ledger_reply(tl_ledger *g, const tl_ledger_wm *wm, uint64_t now_mono_ns,
     if (e->checksum != wm->checksum) {
         if (!g->fork_reported) {
             g->fork_reported = true;
-            emit(g, TL_CHECK_LEDGER_FORK, TL_SEV_SEV1, TL_REASON_NONE, 0, s, 0, wm->checksum,
-                 e->checksum);
+            report_fork(g->log, s, wm->checksum, e->checksum);
         }
         rebase(g, wm);
         lag_poll(g, wm);
@@ -636,4 +656,71 @@ void tl_ledger_stats_get(const tl_ledger *g, uint64_t durable_seq, tl_ledger_sta
     out->fold_seq = g->fold_seq;
     out->unposted = g->fifo_count;
     out->anchored = g->anchored;
+}
+
+/* ---- one watermark against absolute figures (the on-demand reconcile) ---- */
+
+/* tally's figures of one symbol: a binary search of the sorted list. */
+static tl_ledger_figs ours_of(const tl_ledger_ours *o, uint32_t symbol) {
+    uint32_t lo = 0, hi = o->symbol_count;
+    while (lo < hi) { /* at most 33 rounds */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (o->symbols[mid].symbol < symbol)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < o->symbol_count && o->symbols[lo].symbol == symbol)
+        return o->symbols[lo].f;
+    return (tl_ledger_figs){0, 0, 0};
+}
+
+static bool in_reply(const tl_ledger_wm *wm, uint32_t symbol) {
+    for (uint32_t i = 0; i < wm->symbol_count; i++)
+        if (wm->symbols[i].symbol == symbol)
+            return true;
+    return false;
+}
+
+enum tl_ledger_verdict tl_ledger_judge(tl_log *log, const tl_ledger_wm *wm,
+                                       const tl_ledger_ours *ours, uint32_t *symbol_facts) {
+    TL_ASSERT(ours->seq == wm->ledger_seq && wm->symbol_count <= TL_LEDGER_SYMBOLS_MAX);
+    TL_ASSERT(ours->symbols != NULL || ours->symbol_count == 0);
+    TL_ASSERT(ours->symbol_count <= TL_LEDGER_TRACK_MAX);
+    if (symbol_facts != NULL)
+        *symbol_facts = 0;
+    /* 2. the checksum at ledger_seq: another log, nothing else compares. */
+    if (wm->checksum != ours->checksum) {
+        report_fork(log, wm->ledger_seq, wm->checksum, ours->checksum);
+        return TL_LEDGER_CHAIN_FORK;
+    }
+    /* 3 and 4, the totals. */
+    enum tl_ledger_verdict total = tl_ledger_classify(figs_sub(wm->total, ours->total));
+    /* ... and every symbol either side names (absent = 0). */
+    sym_verdict sv[TL_LEDGER_SYMBOLS_MAX + TL_LEDGER_TRACK_MAX];
+    uint32_t nv = 0;
+    if (ours->symbols != NULL) {
+        for (uint32_t i = 1; i < ours->symbol_count; i++)
+            TL_ASSERT(ours->symbols[i - 1].symbol < ours->symbols[i].symbol);
+        for (uint32_t i = 0; i < wm->symbol_count; i++) {
+            const tl_ledger_symfigs *s = &wm->symbols[i];
+            enum tl_ledger_verdict v = tl_ledger_classify(figs_sub(s->f, ours_of(ours, s->symbol)));
+            if (v != TL_LEDGER_AGREE)
+                sv[nv++] = (sym_verdict){s->symbol, (uint8_t)v, 0};
+        }
+        for (uint32_t i = 0; i < ours->symbol_count; i++) {
+            const tl_ledger_symfigs *s = &ours->symbols[i];
+            if (in_reply(wm, s->symbol))
+                continue;
+            enum tl_ledger_verdict v =
+                tl_ledger_classify(figs_sub((tl_ledger_figs){0, 0, 0}, s->f));
+            if (v != TL_LEDGER_AGREE)
+                sv[nv++] = (sym_verdict){s->symbol, (uint8_t)v, 0};
+        }
+    }
+    TL_ASSERT(nv <= TL_ARRAY_LEN(sv));
+    if (symbol_facts != NULL)
+        *symbol_facts = nv;
+    report(log, total, sv, nv, wm->ledger_seq, 0, wm->checksum);
+    return total;
 }

@@ -127,6 +127,48 @@ static inline void tl_ledger_figs_add_trade(tl_ledger_figs *f, uint64_t qty, uin
     f->notional += notional;
 }
 
+/* ---- the comparison, shared by the checker and the on-demand reconcile ---- */
+
+/* What one comparison of ledger.md's steps 2-4 says. */
+enum tl_ledger_verdict {
+    TL_LEDGER_AGREE = 0,
+    TL_LEDGER_DOUBLE,     /* step 3: more trades: LEDGER_DOUBLE_POSTING */
+    TL_LEDGER_MISSING,    /* step 3: fewer trades: LEDGER_MISSING_POSTING */
+    TL_LEDGER_CONTENT,    /* step 4: equal counts, other qty or notional: LEDGER_FORK */
+    TL_LEDGER_CHAIN_FORK, /* step 2: another checksum at ledger_seq: LEDGER_FORK */
+};
+
+/* Steps 3 and 4 on d = the ledger's figures − tally's (wrapping). Counts
+ * are compared as a signed difference, so the verdict is right across the
+ * 2^64 wrap. */
+enum tl_ledger_verdict tl_ledger_classify(tl_ledger_figs d);
+/* The check a verdict other than AGREE names. */
+enum tl_check tl_ledger_verdict_check(enum tl_ledger_verdict v);
+
+/* tally's absolute figures at one seq of its log, for tl_ledger_judge. */
+typedef struct tl_ledger_ours {
+    uint64_t seq;         /* the watermark's ledger_seq, read by tally */
+    uint64_t checksum;    /* of tally's record at seq */
+    tl_ledger_figs total; /* anchored sums over every TRADE <= seq */
+    /* Per symbol, absolute, sorted by symbol (symbols tally saw no trade of
+     * may be left out: they count 0). NULL: not known (the sums were
+     * anchored at a CHECKPOINT, which has totals only); totals are then
+     * compared alone. */
+    const tl_ledger_symfigs *symbols;
+    uint32_t symbol_count;
+} tl_ledger_ours;
+
+/* One watermark against tally's absolute figures at its ledger_seq, in
+ * ledger.md's order: the checksum (a fork ends the comparison), then
+ * counts, then qty and notional, for the totals and for every symbol. The
+ * findings go to log, scoped as the checker scopes them (the symbols whose
+ * figures show the totals' fact, at most TL_LEDGER_SCOPES_MAX, else `*`;
+ * then per-symbol facts the totals do not show). Pure and bounded
+ * (TL_LEDGER_SYMBOLS_MAX x TL_LEDGER_TRACK_MAX). Returns the totals' verdict;
+ * *symbol_facts (may be NULL) gets the number of symbols that disagree. */
+enum tl_ledger_verdict tl_ledger_judge(tl_log *log, const tl_ledger_wm *wm,
+                                       const tl_ledger_ours *ours, uint32_t *symbol_facts);
+
 /* ---- the checker ---- */
 
 typedef struct tl_ledger_cfg {

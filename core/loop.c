@@ -562,11 +562,11 @@ static void on_finding(void *ctx, const tl_finding *fin) {
     o.type = TL_OUT_FINDING;
     o.u.finding = f;
     out(l, &o);
-    bool bundle = false;
+    /* A repeat merged into an action in flight still widens the incident's
+     * bundle to its seq (the service merges the requests); an alert row may
+     * want one too (STALE_PEER_LEADER). */
+    bool bundle = tl_policy_wants_bundle(&f, acts, n);
     for (int i = 0; i < n; i++) {
-        /* A repeat merged into an action in flight still widens the
-         * incident's bundle to its seq: the service merges the requests. */
-        bundle |= acts[i].bundle != 0;
         if (coalesced[i]) {
             l->c.actions_coalesced++;
             continue;
@@ -618,6 +618,17 @@ static tl_action *xwal1_applied(tl_loop *l, uint32_t scope, uint8_t mode) {
     return best;
 }
 
+/* The action took effect (seen in the log, or, where the log cannot show
+ * it, accepted by the engine): it leaves the in-flight table. */
+static void mark_applied(tl_loop *l, tl_action *a, uint64_t seq) {
+    a->state = TL_ACT_APPLIED;
+    a->applied_ns = l->now_ns;
+    a->applied_seq = seq;
+    l->c.actions_applied++;
+    tl_policy_applied(&l->policy, a->check, a->symbol, l->now_ns);
+    out_action(l, a);
+    inflight_remove(l, a);
+}
 static void on_mode_change(tl_loop *l, const tl_rec_view *v) {
     if (v->body == NULL || v->body_len < sizeof(tl_body_mode_change))
         return;
@@ -646,15 +657,8 @@ static void on_mode_change(tl_loop *l, const tl_rec_view *v) {
     o.u.mode.matched = a != NULL;
     o.u.mode.seq = v->seq;
     out(l, &o);
-    if (a != NULL) {
-        a->state = TL_ACT_APPLIED;
-        a->applied_ns = l->now_ns;
-        a->applied_seq = v->seq;
-        l->c.actions_applied++;
-        tl_policy_applied(&l->policy, a->check, a->symbol, l->now_ns);
-        out_action(l, a);
-        inflight_remove(l, a);
-    }
+    if (a != NULL)
+        mark_applied(l, a, v->seq);
 
     /* tally lowers a fast word only when it sees a relaxation applied on
      * that scope, with no action of its own pending there (ring.md). */
@@ -1129,6 +1133,12 @@ static void on_reply(tl_loop *l, const tl_cmd_reply *r) {
         a->next_try_ns = l->now_ns + l->cfg.apply_timeout_ms * 1000000ull;
         if (a->applied_seq == 0)
             a->applied_seq = r->applied_seq;
+        /* An xwal1 log records symbol modes only: a cancel_all or a
+         * withdrawals halt never shows in it, so the engine's acceptance is
+         * the only evidence there will be (docs/spec-deviations.md). */
+        if (l->cfg.dialect == TL_DIALECT_XWAL1 &&
+            (a->cmd == TL_CMD_CANCEL_ALL || a->cmd == TL_CMD_WITHDRAWALS_HALT))
+            mark_applied(l, a, a->applied_seq);
         return;
     }
     if (r->definitive || relax) {
@@ -1147,12 +1157,14 @@ static void on_reply(tl_loop *l, const tl_cmd_reply *r) {
 
 static uint32_t retries(tl_loop *l) {
     uint32_t n = 0;
-    for (uint32_t i = 0; i < l->inflight_count; i++) {
+    /* Bounded: each pass either moves to the next slot or removes one. */
+    for (uint32_t i = 0; i < l->inflight_count;) {
         tl_action *a = &l->inflight[i];
-        if (l->now_ns < a->next_try_ns)
+        if (l->now_ns < a->next_try_ns) {
+            i++;
             continue;
-        if (l->cfg.dialect == TL_DIALECT_XWAL1 && a->acked &&
-            a->sends >= l->cfg.xwal1_max_sends) {
+        }
+        if (l->cfg.dialect == TL_DIALECT_XWAL1 && a->acked && a->sends >= l->cfg.xwal1_max_sends) {
             /* Accepted by the engine, sent that often, never seen in the
              * log: re-sending it forever would only hide that. Named, so an
              * operator checks the engine by hand. An unanswered command is
@@ -1162,8 +1174,7 @@ static uint32_t retries(tl_loop *l) {
             l->c.actions_failed++;
             l->c.actions_never_applied++;
             out_action(l, a);
-            inflight_remove(l, a);
-            i--; /* the last one moved into slot i */
+            inflight_remove(l, a); /* the last one moved into slot i */
             n++;
             continue;
         }
@@ -1173,6 +1184,7 @@ static uint32_t retries(tl_loop *l) {
         if (a->acked)
             a->next_try_ns = l->now_ns + l->cfg.apply_timeout_ms * 1000000ull;
         n++;
+        i++;
     }
     return n;
 }

@@ -197,6 +197,32 @@ typedef struct tl_loop_counters {
     uint64_t actions_never_applied; /* xwal1: FAILED never_applied after xwal1_max_sends */
 } tl_loop_counters;
 
+/* The xwal1 tailer's state and counters (io/xwal1_tail.h), copied into the
+ * loop's stats snapshot by the shell so the control thread (/metrics,
+ * /capabilities) sees a tailer that is stuck or failing. */
+typedef struct tl_tail_gauges {
+    bool configured;     /* an xwal1 tailer runs */
+    bool io_error;       /* it is retrying a segment it cannot open or read */
+    uint8_t state;       /* enum tl_xwal1_tail_state */
+    int last_errno;      /* of the last failed call (0: none) */
+    const char *last_op; /* its name, a static string ("openat", "read"), or NULL */
+    uint64_t last_ioerr_segment;
+    uint64_t io_error_streak; /* failures since the tailer last made progress */
+    uint64_t io_errors_total;
+    uint64_t segment; /* the current segment's index (0: none) */
+    uint64_t offset;  /* the next frame's offset in it */
+    uint64_t reads_total;
+    uint64_t bytes_read;
+    uint64_t frames_total;
+    uint64_t segments_total;
+    uint64_t dir_scans_total;
+    uint64_t rereads_total;
+    uint64_t tentative_total;
+    uint64_t corrupt_total;
+    uint64_t segments_missing_total;
+    uint64_t caught_up_total;
+} tl_tail_gauges;
+
 #define TL_LOOP_HIST_BUCKETS 24u /* bucket i: iteration time < 64 ns << i */
 
 /* What the control thread's metrics are built from, sent every 100 ms. */
@@ -233,6 +259,8 @@ typedef struct tl_loop_stats {
     tl_ledger_stats ledger;
     /* the lease authority (ledger.md): its newest reading, LEASE_UNREACHABLE */
     tl_lease_stats lease;
+    /* the WAL tailer's own (filled by the shell: core never reads them) */
+    tl_tail_gauges tail;
 } tl_loop_stats;
 
 typedef struct tl_out {

@@ -128,11 +128,81 @@ void tl_peer_init(tl_peer *p, const tl_peer_cfg *cfg, tl_log *log, tl_window *wi
         memcpy(n->id, cfg->nodes[i].node_id, TL_ID_BYTES);
         n->last_counter = cfg->nodes[i].last_counter;
         atomic_init(&n->counter_pub, n->last_counter);
+        atomic_init(&n->ck_ver, 0);
+        for (uint32_t k = 0; k < TL_PEER_REPORTED_MAX; k++) {
+            atomic_init(&n->ck_seq[k], 0);
+            for (uint32_t w = 0; w < TL_STATE_HASH_BYTES / 8; w++)
+                atomic_init(&n->ck_hash[k][w], 0);
+        }
         n->held = (tl_peer_msg *)(void *)(m + (size_t)i * cfg->max_held * sizeof(tl_peer_msg));
     }
     p->ckpts = (tl_peer_ckpt *)(void *)(m + held_bytes(cfg));
     memset(p->ckpts, 0, (size_t)cfg->ckpt_slots * sizeof(tl_peer_ckpt));
     atomic_init(&p->send_counter_pub, 0);
+}
+
+/* ---- what each node reported, for a reconcile on another thread ---- */
+
+/* The loop, at an accepted CHECKPOINT datagram. A seqlock: the version goes
+ * odd, the fields change, the version goes even again. Rare (one per
+ * CHECKPOINT record) and a few relaxed stores: nothing for the hot loop. */
+static void reported_put(tl_peer_node *n, const tl_peer_msg *m) {
+    uint64_t v = atomic_load_explicit(&n->ck_ver, memory_order_relaxed);
+    TL_ASSERT((v & 1u) == 0);
+    /* Relaxed store, then a release fence: a reader that sees any field
+     * below also sees the odd version (and retries). */
+    atomic_store_explicit(&n->ck_ver, v + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    uint32_t k = n->ck_next % TL_PEER_REPORTED_MAX;
+    atomic_store_explicit(&n->ck_seq[k], m->applied_seq, memory_order_relaxed);
+    for (uint32_t w = 0; w < TL_STATE_HASH_BYTES / 8; w++) {
+        uint64_t x;
+        memcpy(&x, m->state_hash + 8 * w, 8);
+        atomic_store_explicit(&n->ck_hash[k][w], x, memory_order_relaxed);
+    }
+    n->ck_next = (n->ck_next + 1) % TL_PEER_REPORTED_MAX;
+    /* Release: the fields above happen before the even version. */
+    atomic_store_explicit(&n->ck_ver, v + 2, memory_order_release);
+}
+
+#define REPORTED_TRIES 64u
+
+bool tl_peer_reported_read(const tl_peer *p, uint32_t node, tl_peer_reported *out) {
+    TL_ASSERT(node < p->cfg.node_count);
+    tl_peer_node *n = (tl_peer_node *)&p->nodes[node]; /* atomics: loads only */
+    for (uint32_t t = 0; t < REPORTED_TRIES; t++) {
+        memset(out, 0, sizeof *out);
+        memcpy(out->node_id, n->id, TL_ID_BYTES); /* set at init, before any thread */
+        /* Acquire: the fields read below are at least as new as this version. */
+        uint64_t v1 = atomic_load_explicit(&n->ck_ver, memory_order_acquire);
+        if ((v1 & 1u) != 0)
+            continue;
+        uint64_t seq[TL_PEER_REPORTED_MAX];
+        uint64_t hash[TL_PEER_REPORTED_MAX][TL_STATE_HASH_BYTES / 8];
+        for (uint32_t k = 0; k < TL_PEER_REPORTED_MAX; k++) {
+            seq[k] = atomic_load_explicit(&n->ck_seq[k], memory_order_relaxed);
+            for (uint32_t w = 0; w < TL_STATE_HASH_BYTES / 8; w++)
+                hash[k][w] = atomic_load_explicit(&n->ck_hash[k][w], memory_order_relaxed);
+        }
+        /* Acquire fence: the loads above complete before the version is read
+         * again; an unchanged version means no write overlapped them. */
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&n->ck_ver, memory_order_relaxed) != v1)
+            continue;
+        /* Newest first: the slot before the next one to write. The version
+         * counts writes (2 per write), so it also tells which slot is next. */
+        uint32_t next = (uint32_t)((v1 / 2) % TL_PEER_REPORTED_MAX);
+        for (uint32_t i = 0; i < TL_PEER_REPORTED_MAX; i++) {
+            uint32_t k = (next + TL_PEER_REPORTED_MAX - 1 - i) % TL_PEER_REPORTED_MAX;
+            if (seq[k] == 0)
+                break;
+            out->seq[out->count] = seq[k];
+            memcpy(out->hash[out->count], hash[k], TL_STATE_HASH_BYTES);
+            out->count++;
+        }
+        return true;
+    }
+    return false;
 }
 
 /* ---- the local history: CHECKPOINT hashes ---- */
@@ -489,6 +559,8 @@ void tl_peer_receive(tl_peer *p, const tl_peer_local *loc, const tl_peer_ev *ev)
     n->applied_seq = m->applied_seq;
     n->fence = m->fence;
     p->c.accepted++;
+    if (m->kind == TL_PEER_CHECKPOINT)
+        reported_put(n, m);
 
     judge_leadership(p, n, m, loc);
     judge_lag(p, n, m, loc);

@@ -55,6 +55,7 @@
 #define TL_PEER_DEFAULT_PORT 7471u
 #define TL_PEER_NODES_MAX    16u
 #define TL_PEER_PENDING_MAX  64u /* durable-pending CHECKPOINTs to send */
+#define TL_PEER_REPORTED_MAX 4u  /* CHECKPOINTs each node reported, kept for a reconcile */
 
 /* The datagram on the wire, little-endian, naturally aligned. */
 typedef struct tl_peer_wire {
@@ -223,6 +224,14 @@ typedef struct tl_peer_node {
     bool lag_reported;
     /* the first seq at which its history diverged from ours (0 = none) */
     uint64_t diverged_seq;
+    /* The last TL_PEER_REPORTED_MAX CHECKPOINTs it reported (accepted
+     * datagrams), for an on-demand reconcile on another thread: a seqlock,
+     * written by the loop only, read by tl_peer_reported_read. ck_ver is odd
+     * while a write is under way. */
+    _Atomic uint64_t ck_ver;
+    _Atomic uint64_t ck_seq[TL_PEER_REPORTED_MAX]; /* 0 = empty; slot ck_next - 1 is the newest */
+    _Atomic uint64_t ck_hash[TL_PEER_REPORTED_MAX][TL_STATE_HASH_BYTES / 8];
+    uint32_t ck_next; /* the loop's: the next slot to write */
 } tl_peer_node;
 
 typedef struct tl_peer_ckpt {
@@ -291,6 +300,19 @@ void tl_peer_receive(tl_peer *p, const tl_peer_local *loc, const tl_peer_ev *ev)
  * work done (datagrams compared or sent). */
 uint32_t tl_peer_tick(tl_peer *p, const tl_peer_local *loc, tl_peer_send_fn send_fn,
                       void *send_ctx);
+
+/* What one node reported last, as another thread reads it. */
+typedef struct tl_peer_reported {
+    uint8_t node_id[TL_ID_BYTES];
+    uint32_t count;                     /* CHECKPOINTs below, 0..TL_PEER_REPORTED_MAX */
+    uint64_t seq[TL_PEER_REPORTED_MAX]; /* newest first */
+    uint8_t hash[TL_PEER_REPORTED_MAX][TL_STATE_HASH_BYTES];
+} tl_peer_reported;
+
+/* Any thread: a consistent copy of the CHECKPOINTs node reported (node <
+ * cfg.node_count). False when the loop kept writing through every one of a
+ * bounded number of tries: the caller asks again later. */
+bool tl_peer_reported_read(const tl_peer *p, uint32_t node, tl_peer_reported *out);
 
 /* The CHECKPOINT state hash the table holds for seq, or NULL. */
 const uint8_t *tl_peer_ckpt_find(const tl_peer *p, uint64_t seq);

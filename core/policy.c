@@ -128,6 +128,17 @@ int tl_policy_plan(const tl_finding *f, uint8_t dialect, tl_action *out, int max
     return n;
 }
 
+bool tl_policy_wants_bundle(const tl_finding *f, const tl_action *acts, int n) {
+    TL_ASSERT(n >= 0 && (n == 0 || acts != NULL));
+    for (int i = 0; i < n; i++)
+        if (acts[i].bundle != 0)
+            return true;
+    /* The alert row: "STANDBY_LAG, STALE_PEER_LEADER | alert (and a bundle
+     * for STALE_PEER_LEADER)". A peer that missed a failover is evidence
+     * worth keeping though nothing halts locally. */
+    return f->check == TL_CHECK_STALE_PEER_LEADER;
+}
+
 static bool allowed(const tl_policy *p, const tl_action *a) {
     if (p->cfg.allow_count == 0)
         return true;

@@ -157,6 +157,13 @@ void tl_policy_init(tl_policy *p, const tl_policy_cfg *cfg);
  * affected symbol for xwal1. */
 int tl_policy_plan(const tl_finding *f, uint8_t dialect, tl_action *out, int max);
 
+/* Whether the action table asks for a forensic bundle for f, given the
+ * actions tl_policy_plan planned for it: any of them carries the flag (every
+ * SEV1 row), or f's row asks for one without any action (STALE_PEER_LEADER:
+ * "alert (and a bundle)", behavior.md). The loop asks this rather than
+ * reading the flags alone, so that a row with no action can ask too. */
+bool tl_policy_wants_bundle(const tl_finding *f, const tl_action *acts, int n);
+
 /* The first gate that blocks `a` now, or TL_BLOCK_NONE. Manual, pin, canary
  * and rollback actions skip cooldown, rate and allowlist (behavior.md). */
 enum tl_block tl_policy_gate(const tl_policy *p, const tl_action *a, tl_symtab *syms,

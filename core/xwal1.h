@@ -89,8 +89,8 @@
  * defaults would let the two disagree on the same log. */
 #define TL_XWAL1_WINDOW_RECORDS_DEFAULT 4096u
 #define TL_XWAL1_SYMBOLS_DEFAULT        256u
-#define TL_XWAL1_STATE_HASH_HEX    64u
-#define TL_XWAL1_MODE_NULL         0xFFu /* symbol_mode null or absent */
+#define TL_XWAL1_STATE_HASH_HEX         64u
+#define TL_XWAL1_MODE_NULL              0xFFu /* symbol_mode null or absent */
 /* Finding `reason` values for xwal1 frame and payload errors:
  * TL_REASON_XWAL1_BASE + enum tl_xwal1_err (named by tl_reason_name). */
 #define TL_REASON_XWAL1_BASE 192u

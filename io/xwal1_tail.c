@@ -133,6 +133,7 @@ struct tl_xwal1_tailer {
     uint64_t stat_size;
     int64_t stat_mtime_ns;
     uint32_t stat_changes;
+    uint64_t changed_ns; /* when statx last saw the file change (or it was opened) */
     uint64_t next_stat_ns;
     /* probe of index + 1 */
     bool probe_inflight;
@@ -179,6 +180,7 @@ void tl_xwal1_tail_cfg_default(tl_xwal1_tail_cfg *c) {
     c->stat_interval_ns = TL_XWAL1_TAIL_DEFAULT_STAT_NS;
     c->rescan_interval_ns = TL_XWAL1_TAIL_DEFAULT_RESCAN_NS;
     c->recent_ns = TL_XWAL1_TAIL_DEFAULT_RECENT_NS;
+    c->list_quiet_ns = TL_XWAL1_TAIL_DEFAULT_LIST_QUIET_NS;
     c->torn_grace_ms = TL_XWAL1_TAIL_DEFAULT_TORN_GRACE_MS;
 }
 
@@ -245,6 +247,7 @@ static void queue_close(tl_xwal1_tailer *t, int fd) {
 
 static void record_ioerr(tl_xwal1_tailer *t, const char *op, int err, uint64_t segment) {
     t->st.io_errors_total++;
+    t->st.io_error_streak++;
     t->st.last_ioerr = (tl_wal_ioerr){op, err};
     t->st.last_ioerr_segment = segment;
 }
@@ -469,6 +472,7 @@ static void on_open(tl_xwal1_tailer *t, int res) {
         }
         t->cur_fd = res;
         t->seg_gen++;
+        t->changed_ns = t->now_ns;
         t->stat_ok = false;
         t->probe_missing = false;
         t->next_stat_ns = t->now_ns;
@@ -519,8 +523,10 @@ static void on_stat(tl_xwal1_tailer *t, int res) {
     t->stat_ok = true;
     t->stat_size = size;
     t->stat_mtime_ns = mtime;
-    if (changed)
+    if (changed) {
         t->stat_changes++;
+        t->changed_ns = t->now_ns;
+    }
     /* Bytes that held frames already read are gone (a truncation). */
     if (t->w_off >= TL_XWAL1_MAGIC_BYTES && size < t->w_off)
         t->shrunk_due = true;
@@ -668,7 +674,8 @@ static void read_tick(tl_xwal1_tailer *t) {
     if (!t->sealed && !t->probe_inflight && t->now_ns >= t->next_probe_ns)
         submit_probe(t, t->cur_index + 1);
     /* ... and while that name is missing, a listing (a skipped index). */
-    if (!t->sealed && t->probe_missing && t->now_ns >= t->next_rescan_ns) {
+    if (!t->sealed && t->probe_missing && t->now_ns >= t->next_rescan_ns &&
+        t->now_ns - t->changed_ns >= t->cfg.list_quiet_ns) {
         t->next_rescan_ns = t->now_ns + t->cfg.rescan_interval_ns;
         uint64_t lowest;
         if (list_dir(t, t->cur_index, &lowest) && lowest != 0)
@@ -844,6 +851,7 @@ static void park(tl_xwal1_tailer *t, bool tentative, uint64_t off, enum tl_xwal1
     t->park_eof = t->buf_off + t->filled;
     t->park_stat_changes = t->eof_stat_changes;
     t->following = true;
+    t->st.io_error_streak = 0; /* every byte of the file read */
     /* Probe index + 1 and stat the file at once: in a catch-up over many
      * segments the next one is usually there. */
     t->next_probe_ns = t->now_ns;
@@ -877,6 +885,7 @@ static int deliver(tl_xwal1_tailer *t, const tl_xwal1_frame *fr, tl_wal_ev *ev) 
         ev->view.body_len = sizeof t->mode_body;
     }
     t->st.records_total++;
+    t->st.io_error_streak = 0; /* reading again */
     t->progress = true;
     return STEP_EVENT;
 }
@@ -1115,6 +1124,32 @@ void tl_xwal1_tail_get_stats(const tl_xwal1_tailer *t, tl_xwal1_tail_stats *s) {
     s->offset = t->cur_active ? t->w_off : 0;
     s->symbols = t->syms.count;
     s->buf_bytes = t->buf_bytes;
+}
+
+void tl_xwal1_tail_gauges(const tl_xwal1_tailer *t, tl_tail_gauges *g) {
+    tl_xwal1_tail_stats s;
+    tl_xwal1_tail_get_stats(t, &s);
+    memset(g, 0, sizeof *g);
+    g->configured = true;
+    g->state = s.state;
+    g->io_error = s.state == TL_XWAL1_TAIL_ST_IO_ERROR;
+    g->last_errno = s.last_ioerr.sys_errno;
+    g->last_op = s.last_ioerr.op; /* a string literal: safe on another thread */
+    g->last_ioerr_segment = s.last_ioerr_segment;
+    g->io_error_streak = s.io_error_streak;
+    g->io_errors_total = s.io_errors_total;
+    g->segment = s.segment;
+    g->offset = s.offset;
+    g->reads_total = s.reads_total;
+    g->bytes_read = s.bytes_read;
+    g->frames_total = s.frames_total;
+    g->segments_total = s.segments_total;
+    g->dir_scans_total = s.dir_scans_total;
+    g->rereads_total = s.rereads_total;
+    g->tentative_total = s.tentative_total;
+    g->corrupt_total = s.corrupt_total;
+    g->segments_missing_total = s.segments_missing_total;
+    g->caught_up_total = s.caught_up_total;
 }
 
 /* ---- open and close ---- */

@@ -98,10 +98,11 @@
 #define TL_XWAL1_TAIL_TAIL_BYTES         (64u << 10) /* the first read at the tail */
 /* Room for the largest frame (8 + TL_XWAL1_MAX_PAYLOAD_BYTES), page-rounded. */
 #define TL_XWAL1_TAIL_FRAME_ROOM            (TL_XWAL1_MAX_PAYLOAD_BYTES + 4096u)
-#define TL_XWAL1_TAIL_REGISTER_LIMIT_BYTES  (6u << 20)   /* the 8 MiB memlock limit, with room */
-#define TL_XWAL1_TAIL_DEFAULT_STAT_NS       1000000ull   /* 1 ms */
-#define TL_XWAL1_TAIL_DEFAULT_RESCAN_NS     100000000ull /* 100 ms */
-#define TL_XWAL1_TAIL_DEFAULT_RECENT_NS     50000000ull  /* 50 ms */
+#define TL_XWAL1_TAIL_REGISTER_LIMIT_BYTES  (6u << 20)    /* the 8 MiB memlock limit, with room */
+#define TL_XWAL1_TAIL_DEFAULT_STAT_NS       1000000ull    /* 1 ms */
+#define TL_XWAL1_TAIL_DEFAULT_RESCAN_NS     100000000ull  /* 100 ms */
+#define TL_XWAL1_TAIL_DEFAULT_RECENT_NS     50000000ull   /* 50 ms */
+#define TL_XWAL1_TAIL_DEFAULT_LIST_QUIET_NS 1000000000ull /* 1 s */
 #define TL_XWAL1_TAIL_DEFAULT_TORN_GRACE_MS 1000u
 
 typedef struct tl_xwal1_tail_cfg {
@@ -112,8 +113,14 @@ typedef struct tl_xwal1_tail_cfg {
     uint64_t stat_interval_ns;   /* statx and name probes at the tail */
     uint64_t rescan_interval_ns; /* directory listings while a name is missing; retries */
     uint64_t recent_ns;          /* an mtime this recent: read the tail again anyway */
-    uint64_t torn_grace_ms;      /* wal.torn_grace_ms */
-    bool no_register;            /* never register the buffer (plain READ) */
+    /* At the tail, a listing (for a skipped index: the predicted name is
+     * probed every stat interval anyway) only once the current file has not
+     * changed for this long: an engine that writes elsewhere stops writing
+     * here, and one that writes here has not skipped. Keeps readdir off the
+     * hot thread while the log grows. 0: every rescan interval. */
+    uint64_t list_quiet_ns;
+    uint64_t torn_grace_ms; /* wal.torn_grace_ms */
+    bool no_register;       /* never register the buffer (plain READ) */
 } tl_xwal1_tail_cfg;
 
 /* Fills the defaults above (max_symbols 256); dir is the caller's. */
@@ -185,10 +192,13 @@ typedef struct tl_xwal1_tail_stats {
     uint64_t segments_missing_total; /* the predicted or a listed segment was not there */
     uint64_t last_missing_segment;
     uint64_t io_errors_total;
+    uint64_t io_error_streak; /* failures since the last record or catch-up */
     tl_wal_ioerr last_ioerr;
     uint64_t last_ioerr_segment;
 } tl_xwal1_tail_stats;
 
 void tl_xwal1_tail_get_stats(const tl_xwal1_tailer *t, tl_xwal1_tail_stats *s);
+/* The same, as the loop's stats snapshot carries them (core/loop.h). */
+void tl_xwal1_tail_gauges(const tl_xwal1_tailer *t, tl_tail_gauges *g);
 
 #endif

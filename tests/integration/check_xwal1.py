@@ -7,13 +7,20 @@
   --engine      xwal1_append's --stats line (the admin socket's commands)
   --expect      JSON: {"actions": [["set_symbol_mode", "BTC-KRW", "HARD_HALT"],
                                    ["withdrawals_halt", "*", null]]}
+  --run N       judge only the audit lines of tallyd's N-th run (from its
+                N-th START line to the next): a restart reads the whole
+                retained log again and must report the same findings, and
+                act only on those it had not decided on before
 
 The FINDING lines of the audit log must be the offline findings, in the
 same order, member for member (detect_ns, id and incident aside: those are
 the live loop's). The set of commands tallyd EXECUTED must equal "actions",
 and each must have reached the engine's admin socket with its id and been
 accepted there. xwal1 has no command id in its log, so no command can be
-APPLIED (and none must be reported APPLIED).
+APPLIED by id; the stand-in engine writes no symbol_mode for a command, so
+no set_symbol_mode can be APPLIED by its mode either. A withdrawals_halt or a
+cancel_all never shows in an xwal1 log at all: those count as APPLIED once
+the engine accepted them, and must be.
 """
 import argparse, glob, json, os, sys
 
@@ -55,9 +62,16 @@ def main():
     ap.add_argument("--offline", required=True)
     ap.add_argument("--engine", required=True)
     ap.add_argument("--expect", required=True)
+    ap.add_argument("--run", type=int, default=0)
     a = ap.parse_args()
     want = json.loads(a.expect)
     lines = load_audit(a.audit_dir)
+    if a.run:
+        starts = [i for i, l in enumerate(lines) if l.get("event") == "START"]
+        if len(starts) < a.run:
+            raise SystemExit("check: no run %d (%d START lines)" % (a.run, len(starts)))
+        end = starts[a.run] if len(starts) > a.run else len(lines)
+        lines = lines[starts[a.run - 1]:end]
     offline = last_json(a.offline)
     engine = last_json(a.engine)
     errors = []
@@ -70,14 +84,16 @@ def main():
     if offline.get("tentative_tail"):
         errors.append("the complete log has a tentative tail")
 
-    executed = {}
+    executed, applied = {}, set()
     for l in lines:
         ev = l.get("event")
         if ev == "EXECUTED":
             act = l["action"]
             executed[act["id"]] = (act["cmd"], act["symbol"], act.get("mode"))
-        if ev == "APPLIED":
+        if ev == "APPLIED" and l["action"]["cmd"] == "set_symbol_mode":
             errors.append("APPLIED without a command id in the log: %s" % l)
+        if ev == "APPLIED":
+            applied.add(l["action"]["id"])
     got = sorted(set(executed.values()), key=str)
     exp = sorted({tuple(x) for x in want.get("actions", [])}, key=str)
     if got != exp:
@@ -95,6 +111,8 @@ def main():
             errors.append("command %s arrived as %s, sent as %s" % (i, r, (cmd, sym, mode)))
         if not any(x["ok"] for x in rs):
             errors.append("command %s was refused by the engine: %s" % (i, rs))
+        elif cmd in ("withdrawals_halt", "cancel_all") and i not in applied:
+            errors.append("command %s %s accepted by the engine but not APPLIED" % (i, cmd))
     if not executed and engine.get("admin", {}).get("received"):
         errors.append("the engine received commands: %s" % engine["admin"]["received"])
     if errors:

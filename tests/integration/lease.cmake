@@ -4,7 +4,7 @@
 find_program(BASH bash)
 find_program(ETCD etcd)
 if(ETCD)
-  foreach(kind stale unknown unreachable failover)
+  foreach(kind stale unknown unreachable failover failover_race stale_standby)
     add_test(NAME it_lease_${kind}
              COMMAND ${BASH} ${CMAKE_CURRENT_SOURCE_DIR}/integration/run_lease.sh ${kind})
     set_tests_properties(it_lease_${kind} PROPERTIES LABELS integration TIMEOUT 90

@@ -21,7 +21,8 @@ cleanup() {
     for p in "${PIDS[@]:-}"; do
         [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
     done
-    rm -f "/dev/shm/tally.$RING"
+    # the ring and, for tests that run a standby (run_lease.sh), its own ring
+    rm -f "/dev/shm/tally.$RING" "/dev/shm/tally.${RING}b"
     if [ $rc -ne 0 ]; then
         echo "---- tallyd stderr (tail)"; tail -n 40 "$T/tallyd.err" 2>/dev/null || true
         echo "---- engine stderr (tail)"; tail -n 20 "$T/engine.err" 2>/dev/null || true

@@ -14,6 +14,8 @@
 #   redaction  secrets planted in the config (key paths, a token file, a
 #              password-like key, URL credentials): not one is anywhere in
 #              the extracted bundle; redactions.json lists their paths
+#   export_timeout  `tallyctl bundle export --timeout` against a fake tallyd
+#              that never finishes, or answers a state it cannot read: exit 2
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 kind=$1
@@ -161,8 +163,14 @@ PY
     # usage errors are 2
     rc=0; "$TALLYCTL" bundle verify "$BUNDLE" >/dev/null 2>&1 || rc=$?
     [ $rc -eq 2 ] || fail "verify without --pubkey exited $rc, not 2"
-    rc=0; "$TALLYCTL" bundle verify "$T/nonexistent" --pubkey "$T/sign.pub" >/dev/null 2>&1 || rc=$?
-    [ $rc -eq 2 ] || fail "verify of a missing file exited $rc, not 2"
+    # a bundle that cannot be read does not verify: 1 and the reason (issue 6)
+    rc=0; out=$("$TALLYCTL" bundle verify "$T/nonexistent" --pubkey "$T/sign.pub" 2>&1) || rc=$?
+    [ $rc -eq 1 ] || fail "verify of a missing file exited $rc, not 1"
+    case "$out" in *unreadable*) ;; *) fail "verify of a missing file names no reason: $out" ;; esac
+    # a bundle that unpacks beyond --max-bytes fails with its own name
+    rc=0; out=$("$TALLYCTL" bundle verify "$BUNDLE" --pubkey "$T/sign.pub" --max-bytes 4096 2>&1) || rc=$?
+    [ $rc -eq 1 ] || fail "verify over --max-bytes exited $rc, not 1"
+    case "$out" in *unpack_limit*) ;; *) fail "verify over --max-bytes: $out" ;; esac
     stop_tallyd
     echo "tamper: ok"
     ;;
@@ -253,6 +261,57 @@ print("redactions:", sorted(paths))
 PY
     stop_tallyd
     echo "redaction: ok"
+    ;;
+export_timeout)
+    # a tallyd that never finishes, and one whose reply this build cannot
+    # read: `tallyctl bundle export` gives up with exit 2, never hangs
+    cat > "$T/fake.py" <<'PY'
+import http.server, json, os, socketserver, sys
+sock, state = sys.argv[1], sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, doc):
+        b = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(n)
+        self.reply(202, {"id": "b00000000000000f1", "path": "/nowhere/x.tar.zst"})
+    def do_GET(self):
+        self.reply(200, {"id": "b00000000000000f1", "state": state,
+                         "bytes_done": "1", "bytes_total": "10"})
+class S(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    def get_request(self):
+        r, _ = super().get_request()
+        return r, ("local", 0)
+if os.path.exists(sock): os.unlink(sock)
+S(sock, H).serve_forever()
+PY
+    for st in running weird; do
+        python3 "$T/fake.py" "$T/fake-$st.sock" "$st" & fpid=$!
+        for _ in $(seq 100); do [ -S "$T/fake-$st.sock" ] && break; sleep 0.05; done
+        t0=$(date +%s)
+        rc=0; out=$("$TALLYCTL" --socket "$T/fake-$st.sock" bundle export --from 1 --to 2 \
+                    --timeout 1 2>&1) || rc=$?
+        t1=$(date +%s)
+        kill $fpid; wait $fpid 2>/dev/null || true
+        [ $rc -eq 2 ] || fail "export against a '$st' tallyd exited $rc, not 2: $out"
+        [ $((t1 - t0)) -le 5 ] || fail "export against a '$st' tallyd took $((t1 - t0)) s"
+        case "$st:$out" in
+        running:*"no end within --timeout 1 s"*) ;;
+        weird:*"unreadable reply"*) ;;
+        *) fail "export against a '$st' tallyd: $out" ;;
+        esac
+    done
+    rc=0; "$TALLYCTL" --socket "$T/none.sock" bundle export --from 1 --to 2 --timeout 0 \
+        >/dev/null 2>&1 || rc=$?
+    [ $rc -eq 2 ] || fail "--timeout 0 exited $rc, not 2"
+    echo "export_timeout: ok"
     ;;
 *)
     fail "unknown kind $kind"

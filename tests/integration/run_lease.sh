@@ -20,6 +20,20 @@
 #             expires; a standby (--standby, following its WAL) wins the key,
 #             writes LEADER_CHANGE{the put's revision} and leads: no SEV
 #             finding and no action at either tally
+#   failover_race  the same failover, but the standby's tally reads etcd
+#             through etcd_lag_proxy.py, held (the last reply replayed, as a
+#             lagging member answers) from before the leader is cut off until
+#             the standby has led for a second: tally reads the
+#             LEADER_CHANGE and the new fence's records before any reading
+#             with H >= that fence. ledger.md's race rule (H < fence: read
+#             again) must hold it back: no finding, no action, and
+#             lease_inconclusive > 0 at the standby's tally proves the rule
+#             ran (without it: UNKNOWN_LEASE -> HARD_HALT)
+#   stale_standby  the leader is cut off and keeps writing (--lease-stale);
+#             the standby wins the key: another holder at a higher revision.
+#             STALE_LEADER (lease_other_holder) -> HARD_HALT at the old
+#             leader's engine (grace_ms 1000 there, so the judgement waits
+#             until the standby's put is read, not the key's absence)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 kind=$1
@@ -58,14 +72,14 @@ etcd_put() {
 # etcd_range URL KEY: the raw range reply
 etcd_range() { curl -sf "$1/v3/kv/range" -d "{\"key\":\"$(b64 "$2")\"}"; }
 
-# tally_config FILE STATE RING WAL ADMIN SOCK LEASE_URL
+# tally_config FILE STATE RING WAL ADMIN SOCK LEASE_URL [GRACE_MS]
 tally_config() {
     cat > "$1" <<JSON
 {"engine":{"ring":"$3","wal_dir":"$4","admin_socket":"$5"},
  "idle":"backoff","mlock":false,"state_dir":"$2","lock_dir":"$T/lock",
  "keys":{"sidecar":"$T/sidecar.key"},
  "control":{"socket":"$6","listen":""},
- "lease":{"endpoint":"$7","key":"$KEY","poll_ms":50,"timeout_ms":200,"grace_ms":200}}
+ "lease":{"endpoint":"$7","key":"$KEY","poll_ms":50,"timeout_ms":200,"grace_ms":${8:-200}}}
 JSON
 }
 
@@ -112,7 +126,8 @@ case $kind in
         eflags+=(--seconds 5)
         ;;
     unreachable) eflags+=(--seconds 6) ;;
-    failover) eflags+=(--seconds 9) ;;
+    failover|failover_race) eflags+=(--seconds 9) ;;
+    stale_standby) eflags+=(--lease-stale --seconds 9) ;;
     *) fail "unknown case $kind" ;;
 esac
 
@@ -140,9 +155,12 @@ if [ "$kind" = unknown ]; then
     tally_url=$E2
 fi
 
-tally_config "$T/tally.json" "$T/state" "$RING" "$T/wal" "$T/admin.sock" "$T/tally.sock" "$tally_url"
+grace=200
+[ "$kind" = stale_standby ] && grace=1000
+tally_config "$T/tally.json" "$T/state" "$RING" "$T/wal" "$T/admin.sock" "$T/tally.sock" \
+    "$tally_url" "$grace"
 
-if [ "$kind" = failover ]; then
+if [ "$kind" = failover ] || [ "$kind" = failover_race ] || [ "$kind" = stale_standby ]; then
     # The standby, its own ring, WAL and admin socket, under its own tallyd.
     RINGB="${RING}b"
     "$ENGINESIM" --standby --leader-wal "$T/wal" --leader-ring "$RING" --ring "$RINGB" \
@@ -153,7 +171,18 @@ if [ "$kind" = failover ]; then
     SB_PID=$!
     PIDS+=("$SB_PID")
     wait_for 10 test -S "$T/adminb.sock" || fail "the standby did not start"
-    tally_config "$T/tallyb.json" "$T/stateb" "$RINGB" "$T/walb" "$T/adminb.sock" "$T/tallyb.sock" "$E1"
+fi
+if [ "$kind" = failover ] || [ "$kind" = failover_race ]; then
+    tb_url=$E1
+    if [ "$kind" = failover_race ]; then
+        python3 "$HERE/etcd_lag_proxy.py" --etcd "$E1" --port-file "$T/proxy.port" \
+            --hold-file "$T/proxy.hold" 2> "$T/proxy.err" &
+        PIDS+=("$!")
+        wait_for 10 test -s "$T/proxy.port" || fail "the lag proxy did not start"
+        tb_url="http://127.0.0.1:$(cat "$T/proxy.port")"
+    fi
+    tally_config "$T/tallyb.json" "$T/stateb" "$RINGB" "$T/walb" "$T/adminb.sock" "$T/tallyb.sock" \
+        "$tb_url"
     start_tally "$T/tallyb.json" "$T/tallyb.err"
     TB_PID=$TPID
 fi
@@ -163,8 +192,20 @@ wait_for 10 test -S "$T/tally.sock" || fail "tallyd did not start"
 sleep 1.2 # tally attached and reading the lease
 
 case $kind in
-    stale|failover) kill -USR1 "$ENGINE_PID" ;; # cut the leader off from etcd
+    stale|failover|stale_standby) kill -USR1 "$ENGINE_PID" ;; # cut the leader off from etcd
     unreachable) kill -KILL "$E1_PID" ;;
+    failover_race)
+        # The standby's tally now reads a store that stopped before the cut
+        # (holder: the leader, H below every later put) ...
+        touch "$T/proxy.hold"
+        kill -USR1 "$ENGINE_PID"
+        wait_for 15 grep -q "won the lease: LEADER_CHANGE to fence" "$T/standby.err" ||
+            fail "the standby did not win the lease"
+        # ... while it reads the LEADER_CHANGE and a second of records with
+        # the new fence; then the authority catches up.
+        sleep 1
+        rm -f "$T/proxy.hold"
+        ;;
 esac
 
 wait_exit "$ENGINE_PID" 30 || fail "the engine did not finish"
@@ -179,9 +220,11 @@ if [ "$kind" = unreachable ]; then
         fail "no lease snapshot age"
     grep -q '^tally_lease_unreachable 1' <<< "$metrics" || fail "tally_lease_unreachable is not 1"
 fi
-if [ "$kind" = failover ]; then
+if [ "$kind" = failover ] || [ "$kind" = failover_race ] || [ "$kind" = stale_standby ]; then
     wait_exit "$SB_PID" 30 || fail "the standby did not finish"
     [ "$WAIT_RC" -eq 0 ] || fail "the standby exited $WAIT_RC"
+fi
+if [ "$kind" = failover ] || [ "$kind" = failover_race ]; then
     stop_pid "$TB_PID" "the standby's tallyd"
 fi
 sleep 0.3
@@ -203,7 +246,15 @@ case $kind in
         check_run '{"findings":[],"actions":[],"info":["LEASE_UNREACHABLE"]}'
         [ "$(lease_stop_field "$T/state" lease_failed)" -gt 3 ] || fail "no failed readings"
         ;;
-    failover)
+    stale_standby)
+        grep -q "fault lease_stale: still writing" "$T/engine.err" || fail "the engine never lost its lease"
+        grep -q "won the lease: LEADER_CHANGE to fence" "$T/standby.err" ||
+            fail "the standby did not win the lease"
+        check_run '{"findings":[["STALE_LEADER","out_of_order"]],"actions":['$HH','$WH']}'
+        grep -h '"check":"STALE_LEADER"' "$T"/state/audit/audit*.jsonl |
+            grep -q '"reason":"lease_other_holder"' || fail "STALE_LEADER not for another holder"
+        ;;
+    failover|failover_race)
         grep -q "lease: lost (deadline): no longer leading" "$T/engine.err" ||
             fail "the leader did not stop at its deadline"
         grep -q "won the lease: LEADER_CHANGE to fence" "$T/standby.err" ||
@@ -217,6 +268,11 @@ PY
         python3 "$HERE/check.py" --audit-dir "$T/stateb/audit" --engine-stats "$T/standby.out" \
             --expect '{"findings":[],"actions":[]}'
         [ "$(lease_stop_field "$T/stateb" lease_readings)" -gt 20 ] || fail "tally B read too little"
+        if [ "$kind" = failover_race ]; then
+            inc=$(lease_stop_field "$T/stateb" lease_inconclusive)
+            [ "$inc" -gt 0 ] || fail "the race rule never ran at tally B (lease_inconclusive $inc)"
+            echo "tally B deferred $inc judgements (H below the new fence)"
+        fi
         ;;
 esac
 echo "ok: lease $kind"

@@ -5,10 +5,13 @@
 # ledger's watermark every 20 ms. Each ledger fault must give its check, its
 # class and exactly the action of behavior.md's table at the engine's admin
 # socket (tests/integration/check.py):
-#   clean        lag below T2: no finding, no action; watermarks compared
+#   clean        lag below T2: no finding, no action; watermarks compared;
+#                then tallyctl reconcile over the log: CONSISTENT, ledger
+#                consistent at the current watermark
 #   lag          --lag-ms 1500 > T3 (1000): SETTLEMENT_LAG -> SOFT_HALT on *
 #   double_post  LEDGER_DOUBLE_POSTING (dup) -> CANCEL_ONLY on the trade's
-#                symbol + withdrawals_halt
+#                symbol + withdrawals_halt; then tallyctl reconcile: MISMATCH
+#                (exit 1), LEDGER_DOUBLE_POSTING at the current watermark
 #   miss_post    LEDGER_MISSING_POSTING (missing), the same on its symbol
 #   ahead        LEDGER_AHEAD (dup) -> CANCEL_ONLY on * + withdrawals_halt
 #   rewind       LEDGER_REWIND (out_of_order) -> CANCEL_ONLY on * + withdrawals_halt
@@ -90,12 +93,51 @@ cat > "$T/tally.json" <<JSON
            "max_age_ms":1000,"lag_throttle_ms":300,"lag_halt_ms":1000${ca:+,\"ca_file\":\"$ca\"}}}
 JSON
 
+# reconcile_ledger RC OUTCOME CHECK: `tallyctl reconcile` over the whole
+# retained log exits RC, its result's ledger object says OUTCOME, and CHECK
+# (if any) is among its findings; the table for people says it too.
+reconcile_ledger() {
+    local ctl="$TL_BUILD/admin/tallyctl" first rc=0
+    first=$(ls "$T/wal" | grep -E '^[0-9]+[.]wal$' | sort | head -n 1)
+    [ -n "$first" ] || fail "no segment in $T/wal"
+    first=$((10#${first%.wal}))
+    "$ctl" --socket "$T/tally.sock" --json reconcile --from "$first" --to 1000000000000 \
+        > "$T/reconcile.json" || rc=$?
+    [ "$rc" -eq "$1" ] || fail "tallyctl reconcile exited $rc, not $1: $(cat "$T/reconcile.json")"
+    python3 - "$T/reconcile.json" "$2" "$3" <<'PY' || fail "reconcile: $(cat "$T/reconcile.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+led, want, check = r["ledger"], sys.argv[2], sys.argv[3]
+assert led["outcome"] == want, led
+assert int(led["ledger_seq"]) > 50000, led  # the watermark of the (nearly) whole run
+assert r["status"] == ("MISMATCH" if want == "mismatch" else "CONSISTENT"), r["status"]
+if check:
+    assert led["check"] == check and r["by_check"].get(check, 0) >= 1, r
+else:
+    assert led["totals"] == "agree" and r["mismatch_findings"] == 0, r
+    assert led["ours"]["trades"] == led["watermark"]["trades"], led
+PY
+    rc=0
+    "$ctl" --socket "$T/tally.sock" reconcile --from "$first" --to 1000000000000 \
+        > "$T/reconcile.txt" || rc=$?
+    [ "$rc" -eq "$1" ] || fail "tallyctl reconcile (table) exited $rc, not $1"
+    grep -q "ledger: $2 at ledger_seq" "$T/reconcile.txt" \
+        || fail "the table does not show the ledger: $(cat "$T/reconcile.txt")"
+}
+
 start_engine --rate $RATE --seconds $SECS --segment-bytes 4M --ring-capacity 4M
 wait_for 5 test -S "$T/admin.sock" || fail "the engine did not start"
 start_tallyd
 wait_exit "$ENGINE_PID" $((SECS + 20)) || fail "the engine did not finish"
 [ "$WAIT_RC" -eq 0 ] || fail "the engine exited $WAIT_RC"
 sleep 0.5
+case $kind in
+    # POST /reconcile through tallyctl, tallyd and the ledger still running:
+    # the ledger at its current watermark (the engine has stopped, so the
+    # ledger has caught up with the whole log).
+    clean)       reconcile_ledger 0 consistent "" ;;
+    double_post) reconcile_ledger 1 mismatch LEDGER_DOUBLE_POSTING ;;
+esac
 stop_tallyd
 kill -TERM "$LEDGER_PID" 2>/dev/null || true
 wait_exit "$LEDGER_PID" 20 || fail "the ledger did not stop on SIGTERM"

@@ -5,11 +5,15 @@
 # proxy (peer_proxy.py) that can lose datagrams and inject forged ones.
 #
 #   clean             20% of the datagrams lost both ways: no SEV finding, no
-#                     action, and both tallies compared what they received
+#                     action, and both tallies compared what they received; tallyctl
+#                     reconcile at the leader's tally: peers consistent at
+#                     the last common checkpoint
 #   nondeterministic  the standby's matching differs: its CHECKPOINT state
 #                     hash diverges; both tallies see STATE_HASH_DIVERGENCE
 #                     and send HARD_HALT (the leader applies it; the standby,
-#                     whose log is the leader's, takes it without a record)
+#                     whose log is the leader's, takes it without a record); tallyctl
+#                     reconcile at the leader's tally: MISMATCH (exit 1), the
+#                     standby's hash diverges at the last common checkpoint
 #   promote           the standby promotes itself while the leader lives:
 #                     the leader's tally sees DUAL_LEADER and halts it; the
 #                     standby's tally sees a stale peer leader (SEV2 alert)
@@ -127,6 +131,31 @@ wait_exit "$ENGINE_PID" $((SECS + 20)) || fail "the leader did not finish"
 [ "$WAIT_RC" -eq 0 ] || fail "the leader exited $WAIT_RC"
 wait_exit "$STANDBY_PID" 20 || fail "the standby did not finish"
 [ "$WAIT_RC" -eq 0 ] || fail "the standby exited $WAIT_RC"
+# POST /reconcile at the leader's tallyd (both tallies still running): its
+# WAL's CHECKPOINT at the last checkpoint the standby reported, against the
+# standby's state hash there. reconcile_peers RC OUTCOME
+reconcile_peers() {
+    local ctl="$TL_BUILD/admin/tallyctl" first rc=0
+    first=$(ls "$T/lwal" | grep -E '^[0-9]+[.]wal$' | sort | head -n 1)
+    [ -n "$first" ] || fail "no segment in $T/lwal"
+    first=$((10#${first%.wal}))
+    "$ctl" --socket "$T/tl.sock" --json reconcile --from "$first" --to 1000000000000 \
+        > "$T/reconcile.json" || rc=$?
+    [ "$rc" -eq "$1" ] || fail "tallyctl reconcile exited $rc, not $1: $(cat "$T/reconcile.json")"
+    python3 - "$T/reconcile.json" "$2" <<'PY' || fail "reconcile: $(cat "$T/reconcile.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["peers"]
+assert p["outcome"] == sys.argv[2], p
+assert int(p["common_seq"]) > 1000 and len(p["nodes"]) == 1, p
+if sys.argv[2] == "mismatch":
+    assert r["by_check"].get("STATE_HASH_DIVERGENCE", 0) == 1, r
+PY
+}
+case $kind in
+    clean)            reconcile_peers 0 consistent ;;
+    nondeterministic) reconcile_peers 1 mismatch ;;
+esac
 # The proxy first (what it sent is what the tallies got), then the tallies.
 kill -TERM "$PROXY_PID"
 wait "$PROXY_PID" || true

@@ -12,7 +12,7 @@ endforeach()
 # Unit tests of the control thread's pollers and alerts (admin/alerts.c,
 # admin/lease_poll.c live in tl_daemon, not among every unit test's
 # libraries).
-foreach(t test_webhook test_lease_etcd)
+foreach(t test_webhook test_lease_etcd test_lease_slow)
   if(TARGET ${t})
     target_link_libraries(${t} PRIVATE tl_daemon)
   endif()

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "admin/api.h"
+#include "admin/bundle.h"
 
 #define TOKEN "s3cret-token-0123456789"
 
@@ -53,6 +55,7 @@ typedef struct fx {
     uint64_t seq;
     uint32_t executed;
     uint32_t blocked;
+    struct tl_bundle_svc *bundle; /* NULL: none (POST /bundle is 501) */
 } fx;
 
 static uint64_t mono(void) {
@@ -200,13 +203,22 @@ static void fx_api(fx *f, bool operator_key) {
         .dialect = TL_DIALECT_TLYWAL1,
         .max_symbols = 64,
         .start_mono_ns = mono(),
+        .bundle = f->bundle,
     };
     char err[512];
     if (tl_api_create(&f->api, &d, err, sizeof err) != 0)
         fail_msg("tl_api_create: %s", err);
 }
 
+/* with_bundle: a real export service (admin/bundle.h) behind POST /bundle,
+ * started before the API, exporting into <dir>/bundles. */
+static fx *fx_start_with(bool operator_key, const char *wal_dir, bool with_bundle);
+
 static fx *fx_start(bool operator_key, const char *wal_dir) {
+    return fx_start_with(operator_key, wal_dir, false);
+}
+
+static fx *fx_start_with(bool operator_key, const char *wal_dir, bool with_bundle) {
     signal(SIGPIPE, SIG_IGN);
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
@@ -233,6 +245,17 @@ static fx *fx_start(bool operator_key, const char *wal_dir) {
     atomic_init(&f->stop, false);
     atomic_init(&f->stall, false);
     pthread_mutex_init(&f->mu, NULL);
+    if (with_bundle) {
+        snprintf(f->cfg.bundle_dir, sizeof f->cfg.bundle_dir, "%s/bundles", f->dir);
+        f->cfg.bundle_signing_key[0] = '\0';
+        char cpath[600];
+        snprintf(cpath, sizeof cpath, "%s/tally.json", f->dir);
+        tu_write_file(cpath, "{}", 2);
+        tl_bundle_svc_cfg sc = {
+            .cfg = &f->cfg, .config_path = cpath, .dialect = TL_DIALECT_TLYWAL1, .avoid_cpu = -1};
+        if (tl_bundle_svc_start(&f->bundle, &sc, err, sizeof err) != 0)
+            fail_msg("bundle service: %s", err);
+    }
     fx_api(f, operator_key);
     assert_int_equal(pthread_create(&f->th, NULL, server, f), 0);
     return f;
@@ -251,6 +274,8 @@ static void fx_resume(fx *f) {
 static void fx_stop(fx *f) {
     fx_pause(f);
     tl_api_destroy(f->api);
+    if (f->bundle != NULL)
+        tl_bundle_svc_stop(f->bundle);
     tl_audit_close(&f->audit);
     tl_spsc_destroy(&f->ctl);
     tu_rm_rf(f->dir);
@@ -555,8 +580,87 @@ static void test_read_only_endpoints(void **state) {
     expect_error(get(f, "/incidents/x"), 400, "bad_request");
     expect_error(get(f, "/incidents?limit=0"), 400, "bad_request");
 
+    /* no bundle service in this process: 501 (the service's own test below) */
     expect_error(post(f, "/bundle", "{\"incident\":\"1\"}"), 501, "not_implemented");
     expect_error(get(f, "/bundle/abc"), 501, "not_implemented");
+    fx_stop(f);
+}
+
+/* POST /bundle and GET /bundle/{id} with a real export service: 400 for a
+ * bad body or range, 404 for an incident not kept, 202 and progress for a
+ * good one, 429 once the service's table is full of unfinished jobs. The
+ * service's worker is held inside its first export by a FIFO among the audit
+ * rotations (its open blocks until a writer comes), so the table fills
+ * deterministically. */
+static void test_bundle_requests(void **state) {
+    (void)state;
+    fx *f = fx_start_with(false, NULL, true);
+    /* 400: the body, then the range */
+    expect_error(post(f, "/bundle", "[1]"), 400, "bad_request");
+    expect_error(post(f, "/bundle", "{\"from\":\"1\"}"), 400, "bad_request");
+    expect_error(post(f, "/bundle", "{\"from_seq\":\"1\",\"from_seq\":\"2\",\"to_seq\":\"3\"}"),
+                 400, "bad_request");
+    expect_error(post(f, "/bundle", "{\"from_seq\":\"10\",\"to_seq\":\"5\"}"), 400, "bad_request");
+    expect_error(post(f, "/bundle", "{\"from_seq\":0,\"to_seq\":5}"), 400, "bad_request");
+    expect_error(post(f, "/bundle", "{\"from_seq\":\"-1\",\"to_seq\":\"5\"}"), 400, "bad_request");
+    expect_error(post(f, "/bundle", "{\"from_seq\":\"5\"}"), 400, "bad_request");
+    expect_error(post(f, "/bundle", "{\"incident\":\"x\"}"), 400, "bad_request");
+    /* 404: an incident this process does not keep, and no range to go by */
+    expect_error(post(f, "/bundle", "{\"incident\":\"99\"}"), 404, "not_found");
+    expect_error(get(f, "/bundle/b0000000000000000"), 404, "not_found");
+
+    /* hold the worker: a FIFO where it reads the audit rotations */
+    char fifo[700];
+    snprintf(fifo, sizeof fifo, "%s/audit/audit.999.jsonl", f->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    hres *r = post(f, "/bundle", "{\"from_seq\":\"1\",\"to_seq\":\"10\"}");
+    assert_int_equal(r->status, 202);
+    char first[64];
+    snprintf(first, sizeof first, "%s", jstr(r->json, "id"));
+    assert_true(first[0] == 'b');
+    assert_non_null(strstr(jstr(r->json, "path"), "/bundles/"));
+    /* it runs (part-way: blocked in staging), and says so */
+    bool running = false;
+    for (int i = 0; i < 2000 && !running; i++) {
+        char url[96];
+        snprintf(url, sizeof url, "/bundle/%s", first);
+        r = get(f, url);
+        assert_int_equal(r->status, 200);
+        running = strcmp(jstr(r->json, "state"), "running") == 0 &&
+                  strcmp(jstr(r->json, "phase"), "staging") == 0;
+        if (!running)
+            sleep_ms(1);
+    }
+    assert_true(running);
+    assert_string_equal(jstr(r->json, "phase"), "staging");
+    assert_string_equal(jstr(r->json, "from_seq"), "1");
+    /* fill the table: the running job and TL_BUNDLE_JOBS - 1 queued ones */
+    for (unsigned i = 1; i < TL_BUNDLE_JOBS; i++) {
+        char body[96];
+        snprintf(body, sizeof body, "{\"from_seq\":\"%u\",\"to_seq\":\"%u\"}", i + 1, i + 20);
+        r = post(f, "/bundle", body);
+        if (r->status != 202)
+            fail_msg("request %u: %d", i, r->status);
+    }
+    r = post(f, "/bundle", "{\"from_seq\":\"1\",\"to_seq\":\"2\"}");
+    expect_error(r, 429, "busy");
+    /* let the worker go: a writer opens the FIFO and leaves (EOF), and the
+     * FIFO goes so that the queued exports do not wait on it */
+    int wfd = open(fifo, O_WRONLY | O_NONBLOCK);
+    assert_true(wfd >= 0);
+    assert_int_equal(unlink(fifo), 0);
+    close(wfd);
+    bool done = false;
+    for (int i = 0; i < 20000 && !done; i++) {
+        char url[96];
+        snprintf(url, sizeof url, "/bundle/%s", first);
+        r = get(f, url);
+        done = strcmp(jstr(r->json, "state"), "done") == 0;
+        if (!done)
+            sleep_ms(1);
+    }
+    assert_true(done);
+    assert_string_equal(jstr(r->json, "percent"), "100");
     fx_stop(f);
 }
 
@@ -1052,7 +1156,7 @@ int main(void) {
         cmocka_unit_test(test_manual_mode),         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_reconcile),           cmocka_unit_test(test_tcp_auth),
         cmocka_unit_test(test_bad_requests),        cmocka_unit_test(test_slow_client),
-        cmocka_unit_test(test_socket_takeover),
+        cmocka_unit_test(test_socket_takeover),     cmocka_unit_test(test_bundle_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

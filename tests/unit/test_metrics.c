@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/lease_poll.h"
 #include "admin/metrics.h"
 #include "core/canary.h"
 
@@ -274,6 +275,7 @@ static void test_scripted_run(void **state) {
     st->iter_samples = 16;
     st->iter_sum_ns = 5000;
     st->global_mode = TL_MODE_HARD_HALT;
+    st->lease.inconclusive_total = 11;
     tl_metrics_on_out(m, &o);
     m->reconcile_runs = 3;
     m->reconcile_mismatch = 1;
@@ -284,6 +286,21 @@ static void test_scripted_run(void **state) {
     x.armed = true;
     x.hot_healthy = true;
     x.canary_phase = TL_CANARY_WATCHING;
+    /* the lease poller's and the webhooks' own counters */
+    tl_lease_poll_stats lp;
+    memset(&lp, 0, sizeof lp);
+    lp.failed[TL_ETCD_ERR_TIMEOUT] = 7;
+    lp.failed[TL_ETCD_ERR_CONFIG] = 2; /* refused starts */
+    lp.parse_rejected[TL_LEASE_ERR_JSON] = 3;
+    lp.parse_rejected[TL_LEASE_ERR_TOO_LARGE] = 1;
+    x.lease_poll = &lp;
+    x.lease_configured = true;
+    tl_webhook_stats ws;
+    memset(&ws, 0, sizeof ws);
+    ws.failed = 4;
+    ws.refused = 5;
+    ws.unformatted = 6;
+    x.webhooks = &ws;
     size_t cap = 1 << 20;
     char *buf = malloc(cap);
     assert_non_null(buf);
@@ -360,6 +377,16 @@ static void test_scripted_run(void **state) {
     assert_true(get(p, "tally_stage", "stage=\"detect\"") == 0);
     assert_true(get(p, "tally_canary_phase", "phase=\"watching\"") == 1);
     assert_true(get(p, "tally_engine_mode", "") == TL_MODE_HARD_HALT);
+    assert_true(get(p, "tally_lease_rejected_total", "stage=\"fetch\",reason=\"timeout\"") == 7);
+    assert_true(get(p, "tally_lease_rejected_total", "stage=\"fetch\",reason=\"config\"") == 2);
+    assert_true(get(p, "tally_lease_rejected_total", "stage=\"fetch\",reason=\"connect\"") == 0);
+    assert_true(get(p, "tally_lease_rejected_total", "stage=\"parse\",reason=\"bad_json\"") == 3);
+    assert_true(get(p, "tally_lease_rejected_total", "stage=\"parse\",reason=\"body_too_large\"") ==
+                1);
+    assert_true(get(p, "tally_lease_inconclusive_total", "") == 11);
+    assert_true(get(p, "tally_webhook_failed_total", "") == 4);
+    assert_true(get(p, "tally_webhook_refused_total", "reason=\"invalid\"") == 5);
+    assert_true(get(p, "tally_webhook_refused_total", "reason=\"unformatted\"") == 6);
     /* histograms: sends at 1 ms and 2 us, one applied at 3 ms */
     check_hist(p, "tally_detect_to_send_seconds", 2, 0.001 + 0.000002);
     assert_true(get(p, "tally_detect_to_send_seconds_bucket", "le=\"2.5e-06\"") == 1);

@@ -222,6 +222,9 @@ static void test_in_order_once(void **state) {
     assert_false(tl_webhook_post(w, big, sizeof big));
     assert_false(tl_webhook_post(w, "{}", 0));
     assert_int_equal(st->posted, 30);
+    assert_int_equal(st->refused, 2); /* counted: tally_webhook_refused_total{reason="invalid"} */
+    tl_webhook_note_unformatted(w);
+    assert_int_equal(st->unformatted, 1);
     tl_webhook_close(w);
     srv_stop(&a);
     srv_stop(&b);
