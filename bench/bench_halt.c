@@ -16,6 +16,12 @@
  * the withdrawals halt), tally sees the relaxation and lowers the word, and
  * the flow resumes towards the next fault.
  *
+ * Each fault costs two actions (HARD_HALT, withdrawals halt) and tallyd's
+ * rate limit is at most 1000 actions a minute (TL_POLICY_RATE_MAX), so
+ * faults must be at least 120 ms apart: --every >= 0.12 x --rate (the
+ * documented run, bench/run_all.sh, uses 15000 at 100000/s). Closer faults
+ * are rate-limited, as they would be in production, and never halt.
+ *
  * Output: DIR/bench_halt.json, DIR/bench_halt.md, DIR/bench_halt.csv and,
  * when gnuplot is installed, DIR/bench_halt.png (latency histograms).
  */
@@ -247,6 +253,11 @@ int main(int argc, char **argv) {
                 return c == 'h' ? 0 : 2;
         }
     }
+    if (o.rate > 0 && o.faults > 1 && (double)o.every / (double)o.rate < 0.12)
+        fprintf(stderr,
+                "bench_halt: warning: faults %.0f ms apart: tallyd's rate limit (1000 actions a "
+                "minute, two per fault) will block some; use --every >= %.0f\n",
+                1e3 * (double)o.every / (double)o.rate, 0.12 * (double)o.rate);
     char build[1100];
     if (o.bindir != NULL) {
         snprintf(build, sizeof build, "%s", o.bindir);
@@ -470,7 +481,7 @@ int main(int argc, char **argv) {
     char plot[4096];
     snprintf(plot, sizeof plot,
              "command -v gnuplot >/dev/null && gnuplot -e \""
-             "set terminal png size 1000,500; set output '%s/bench_halt.png';"
+             "set terminal png size 1000,500 noenhanced; set output '%s/bench_halt.png';"
              "set datafile separator ',';"
              "set multiplot layout 1,2 title 'tally detect-to-halt (%zu faults)';"
              "set style fill solid 0.6; set logscale y; set xlabel 'microseconds'; "

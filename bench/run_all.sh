@@ -57,7 +57,7 @@ if [ $QUICK -eq 1 ]; then
     run check "$B/bench_check" --records 2000000 --runs 2 --json "$OUT/check.json"
     run ledger "$B/bench_ledger" 10000 100 2
     run peer "$B/bench_peer" --runs 2
-    run halt "$B/bench_halt" --faults 50 --every 2000 --rate 100000 --out "$OUT/halt"
+    run halt "$B/bench_halt" --faults 50 --every 15000 --rate 100000 --out "$OUT/halt"
     run bundle "$B/bench_bundle" --gib 0.125 --runs 2
     run rss bench/bench_rss.sh --build "$BUILD" --records 2000000 --out "$OUT/rss"
 else
@@ -75,7 +75,8 @@ else
     # issue 4: peer verify, kernel UDP, DPDK net_pcap, CHECKPOINT -> HARD_HALT
     run peer "$B/bench_peer" --runs 9
     # issue 3: detect -> HARD_HALT line and fast word, 1000 faults, PNG
-    run halt "$B/bench_halt" --faults 1000 --every 2000 --rate 100000 --out "$OUT/halt"
+    # (150 ms apart: tallyd's rate limit allows 1000 actions a minute)
+    run halt "$B/bench_halt" --faults 1000 --every 15000 --rate 100000 --out "$OUT/halt"
     # issue 6: export vs tar --zstd, verify GB/s; detect-to-send during exports
     run bundle "$B/bench_bundle" --gib 1 --runs 5
     run bundle_halt "$B/bench_bundle" --halt "$BUILD" --faults 300
