@@ -1,6 +1,8 @@
 /* bench_bundle.c: forensic bundle export and verification speed (not CI).
  *
- *   bench_bundle [--gib 1] [--runs 5] [--seg-mib 64] [--dir DIR] [--threads 1]
+ *   bench_bundle [--gib 1] [--runs 5] [--seg-mib 64] [--dir PARENT] [--threads 1]
+ *       (everything goes in PARENT/tally-bench-bundle, default PARENT /tmp;
+ *       only that directory is ever removed)
  *       writes ~GiB of WAL with io/wal_writer (the order/cancel/trade mix of
  *       bench_wal), then, each --runs times, interleaved:
  *         - tl_bundle_export of the whole range (one pass: each segment
@@ -460,7 +462,7 @@ int main(int argc, char **argv) {
     double gib = 1.0;
     int runs = 5, threads = 1, faults = 300;
     uint64_t seg_mib = 64;
-    const char *dir = "/tmp/tally-bench-bundle", *halt = NULL;
+    const char *parent = "/tmp", *halt = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -474,7 +476,7 @@ int main(int argc, char **argv) {
                 seg_mib = strtoull(optarg, NULL, 10);
                 break;
             case 'd':
-                dir = optarg;
+                parent = optarg;
                 break;
             case 't':
                 threads = atoi(optarg);
@@ -489,7 +491,7 @@ int main(int argc, char **argv) {
                 g_keep = true; /* keep DIR's WAL, and reuse it next time */
                 break;
             default:
-                printf("usage: bench_bundle [--gib 1] [--runs 5] [--seg-mib 64] [--dir DIR] "
+                printf("usage: bench_bundle [--gib 1] [--runs 5] [--seg-mib 64] [--dir PARENT] "
                        "[--threads 1] [--keep]\n       bench_bundle --halt BUILD [--faults 300]\n");
                 return c == 'h' ? 0 : 2;
         }
@@ -499,6 +501,12 @@ int main(int argc, char **argv) {
         return bench_halt_mode(halt, faults);
     if (runs < 1 || runs > MAX_RUNS || gib <= 0 || seg_mib < 1) {
         fprintf(stderr, "bad --runs, --gib or --seg-mib\n");
+        return 2;
+    }
+    /* Our own directory under PARENT: bench_export removes it whole. */
+    char dir[512];
+    if ((size_t)snprintf(dir, sizeof dir, "%s/tally-bench-bundle", parent) >= sizeof dir) {
+        fprintf(stderr, "--dir too long\n");
         return 2;
     }
     return bench_export(gib, runs, seg_mib, dir, threads);
