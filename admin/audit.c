@@ -131,14 +131,46 @@ bool tl_audit_parse_action(const char *line, size_t len, tl_action *a, char *eve
     return ok;
 }
 
+static bool incident_executed(const tl_audit_recovery *rec, uint64_t incident) {
+    for (uint32_t i = 0; i < rec->executed_count; i++)
+        if (rec->executed_incidents[i] == incident)
+            return true;
+    return false;
+}
+
+/* An EXECUTED action: its incident was acted on in this run, and the
+ * findings of it seen so far are decided. */
+static void recover_executed(tl_audit_recovery *rec, uint64_t incident) {
+    if (incident == 0)
+        return;
+    if (!incident_executed(rec, incident)) {
+        if (rec->executed_count == TL_AUDIT_CAND_MAX) /* full: the oldest goes */
+            memmove(rec->executed_incidents, rec->executed_incidents + 1,
+                    (TL_AUDIT_CAND_MAX - 1) * sizeof rec->executed_incidents[0]);
+        else
+            rec->executed_count++;
+        rec->executed_incidents[rec->executed_count - 1] = incident;
+    }
+    /* Bounded: each pass keeps i or removes one candidate. */
+    for (uint32_t i = 0; i < rec->cand_count;) {
+        if (rec->cand[i].incident == incident) {
+            tl_decided_add(&rec->decided, &rec->cand[i].key);
+            rec->cand[i] = rec->cand[--rec->cand_count];
+        } else {
+            i++;
+        }
+    }
+}
+
 /* A FINDING line's identity (core/decided.h), if it is a WAL finding: only
- * a log read again from its start at a restart meets it again. */
+ * a log read again from its start at a restart meets it again. It is
+ * decided only if its incident was acted on (see audit.h). */
 static void recover_finding(tl_audit_recovery *rec, const char *line, size_t len) {
     cJSON *root = cJSON_ParseWithLength(line, len);
     if (root == NULL)
         return;
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "finding");
-    char check[48], source[16], sum[24];
+    char check[48], source[16], sum[24], reason[48];
     if (cJSON_IsObject(f) && json_str(f, "check", check, sizeof check) &&
         json_str(f, "source", source, sizeof source) && strcmp(source, "wal") == 0 &&
         json_str(f, "checksum", sum, sizeof sum)) {
@@ -150,8 +182,22 @@ static void recover_finding(tl_audit_recovery *rec, const char *line, size_t len
             fin.segment = json_u64s(f, "segment");
             fin.offset = json_u64s(f, "offset");
             fin.checksum = strtoull(sum, NULL, 16);
+            if (json_str(f, "reason", reason, sizeof reason))
+                fin.reason = tl_reason_parse(reason);
             tl_decided_key k = tl_decided_key_of(&fin);
-            tl_decided_add(&rec->decided, &k);
+            uint64_t incident = json_u64s(f, "incident");
+            if (incident != 0 && incident_executed(rec, incident)) {
+                tl_decided_add(&rec->decided, &k);
+            } else if (incident != 0) {
+                if (rec->cand_count == TL_AUDIT_CAND_MAX) { /* full: the oldest goes */
+                    memmove(rec->cand, rec->cand + 1,
+                            (TL_AUDIT_CAND_MAX - 1) * sizeof rec->cand[0]);
+                    rec->cand_count--;
+                }
+                rec->cand[rec->cand_count].key = k;
+                rec->cand[rec->cand_count].incident = incident;
+                rec->cand_count++;
+            }
         }
     }
     cJSON_Delete(root);
@@ -166,9 +212,16 @@ static void recover_line(tl_audit_recovery *rec, const char *line, size_t len) {
         recover_finding(rec, line, len);
         return;
     }
+    if (strstr(line, "\"event\":\"START\"") != NULL) {
+        /* A new run: incidents and finding ids start again. */
+        rec->cand_count = 0;
+        rec->executed_count = 0;
+        return;
+    }
     if (!tl_audit_parse_action(line, len, &a, ev, sizeof ev))
         return;
     if (strcmp(ev, "EXECUTED") == 0) {
+        recover_executed(rec, a.incident);
         if (rec->id_count < TL_AUDIT_IDS_MAX)
             memcpy(rec->ids[rec->id_count++], a.id, TL_ID_BYTES);
         if (rec->resend_count < TL_AUDIT_RESEND_MAX)

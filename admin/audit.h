@@ -29,6 +29,7 @@
 #define TL_AUDIT_QUEUE      1024u /* lines kept while the disk refuses them */
 #define TL_AUDIT_RESEND_MAX 256u
 #define TL_AUDIT_IDS_MAX    4096u
+#define TL_AUDIT_CAND_MAX   256u /* per run: undecided findings, incidents acted on */
 
 /* What the log says at start-up. */
 typedef struct tl_audit_recovery {
@@ -42,6 +43,18 @@ typedef struct tl_audit_recovery {
      * TL_DECIDED_MAX): an xwal1 log is read again from its start at every
      * restart, and these are not acted on again (core/decided.h) */
     tl_decided decided;
+    /* While reading: a FINDING decides nothing by itself (it is audited
+     * whether its actions went out, were blocked or dry-run). It counts
+     * once its run shows an EXECUTED action in its incident: before it (a
+     * finding that joined an action in flight), or after it. Both tables
+     * are per run (cleared at each START line: incidents number per run). */
+    struct {
+        tl_decided_key key;
+        uint64_t incident;
+    } cand[TL_AUDIT_CAND_MAX];
+    uint32_t cand_count;
+    uint64_t executed_incidents[TL_AUDIT_CAND_MAX];
+    uint32_t executed_count;
     uint64_t lines;
     bool chain_ok;           /* every prev matched */
     uint64_t chain_bad_line; /* the first line whose prev did not match (1-based) */

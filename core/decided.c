@@ -19,6 +19,7 @@ tl_decided_key tl_decided_key_of(const tl_finding *f) {
     k.offset = f->offset;
     k.checksum = f->checksum;
     k.check = f->check;
+    k.reason = f->reason == 0 ? 0 : tl_reason_parse(tl_reason_name(f->reason));
     return k;
 }
 
@@ -42,8 +43,8 @@ static bool find(const tl_decided *d, const tl_decided_key *k) {
     TL_ASSERT(d->count <= TL_DECIDED_MAX);
     for (uint32_t i = 0; i < d->count; i++) {
         const tl_decided_key *e = &d->keys[i];
-        if (e->check == k->check && e->seq == k->seq && e->segment == k->segment &&
-            e->offset == k->offset && e->checksum == k->checksum)
+        if (e->check == k->check && e->reason == k->reason && e->seq == k->seq &&
+            e->segment == k->segment && e->offset == k->offset && e->checksum == k->checksum)
             return true;
     }
     return false;

@@ -27,14 +27,16 @@
 
 #include "finding.h"
 
-#define TL_DECIDED_MAX 256u
+#define TL_DECIDED_MAX 1024u
 
 typedef struct tl_decided_key {
     uint64_t seq;
     uint64_t segment;
     uint64_t offset;
     uint64_t checksum;
-    uint16_t check; /* enum tl_check */
+    uint16_t check;  /* enum tl_check */
+    uint16_t reason; /* canonical for its name (tl_reason_parse): two torn
+                      * tails at one place differ only by it */
 } tl_decided_key;
 
 typedef struct tl_decided {

@@ -117,6 +117,15 @@ void tl_finding_init(tl_finding *f, enum tl_check check) {
     f->severity = ci->severity;
 }
 
+uint16_t tl_reason_parse(const char *s) {
+    for (unsigned u = 1; u < TL_REASON_XWAL1_BASE + 64u; u++) {
+        const char *n = tl_reason_name(u);
+        if (n != NULL && strcmp(n, "?") != 0 && strcmp(n, s) == 0)
+            return (uint16_t)u;
+    }
+    return 0;
+}
+
 const char *tl_reason_name(unsigned reason) {
     if (reason >= TL_REASON_XWAL1_BASE && reason < TL_REASON_XWAL1_BASE + 64u)
         return tl_xwal1_err_name((enum tl_xwal1_err)(reason - TL_REASON_XWAL1_BASE));

@@ -161,6 +161,10 @@ enum tl_reason {
 
 /* "bad_checksum", "segment_first_seq", ... for any `reason` value. */
 const char *tl_reason_name(unsigned reason);
+/* The first reason code whose name is s (names repeat across the ranges
+ * above, so this is a canonical code for the name, not always the one
+ * that made it), or 0 when none. Bounded: TL_REASON_XWAL1_BASE + 64 names. */
+uint16_t tl_reason_parse(const char *s);
 
 typedef struct tl_finding {
     uint64_t id;      /* tally's own running number of findings */

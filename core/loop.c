@@ -603,10 +603,14 @@ static void emit_check(tl_loop *l, enum tl_check check, enum tl_severity sev, ui
 /* An xwal1 log carries no command id of tally's, so its symbol_mode is the
  * only trace of a command: an action in flight that set this scope to this
  * mode counts as APPLIED when the log shows the mode. The oldest such action
- * is taken (it was sent first). A mode change written before the command
- * (read late, in catch-up) is indistinguishable and counts too: the mode it
- * asked for is the symbol's mode either way. */
+ * is taken (it was sent first). Only records read once the tailer has
+ * reached the end of the log count: in catch-up, a symbol_mode is history
+ * (an old halt, later resumed), and matching it would stop the retries of a
+ * command that may never have arrived. An acknowledged command whose mode
+ * the log already showed is settled in on_reply instead. */
 static tl_action *xwal1_applied(tl_loop *l, uint32_t scope, uint8_t mode) {
+    if (!l->xwal1_live)
+        return NULL;
     tl_action *best = NULL;
     for (uint32_t i = 0; i < l->inflight_count; i++) {
         tl_action *a = &l->inflight[i];
@@ -918,6 +922,9 @@ static void on_wal_xwal1(tl_loop *l, const tl_wal_ev *ev) {
             tl_xwal1_checks_corrupt(x, (enum tl_rule)ev->rule, ev->reason, ev->loc.segment,
                                     ev->loc.offset, ev->checksum);
             break;
+        case TL_WAL_EV_CAUGHT_UP:
+            l->xwal1_live = true;
+            break;
         case TL_WAL_EV_TENTATIVE:
             /* State only: the tailer owns this dialect's torn-tail clock (no
              * heartbeat to pause it) and reports CORRUPT itself, so
@@ -1123,6 +1130,22 @@ static uint32_t lease_step(tl_loop *l) {
 
 /* ---- replies and retries ---- */
 
+/* An xwal1 log records per-symbol modes only, and a symbol_mode record only
+ * when the mode changes. So for some accepted commands the engine's "ok" is
+ * the only evidence there will be (docs/spec-deviations.md): a cancel_all,
+ * a withdrawals halt, a mode on `*` (the log has no global mode), and a
+ * symbol mode the log already shows for that symbol (no change to record). */
+static bool xwal1_settled_by_ack(tl_loop *l, const tl_action *a) {
+    if (a->cmd == TL_CMD_CANCEL_ALL || a->cmd == TL_CMD_WITHDRAWALS_HALT)
+        return true;
+    if (a->cmd != TL_CMD_SET_SYMBOL_MODE)
+        return false;
+    if (a->symbol == 0)
+        return true;
+    const tl_sym *s = tl_symtab_find(&l->syms, a->symbol);
+    return s != NULL && s->mode_seq != 0 && s->mode == a->mode;
+}
+
 static void on_reply(tl_loop *l, const tl_cmd_reply *r) {
     tl_action *a = inflight_find(l, r->id);
     if (a == NULL)
@@ -1133,11 +1156,7 @@ static void on_reply(tl_loop *l, const tl_cmd_reply *r) {
         a->next_try_ns = l->now_ns + l->cfg.apply_timeout_ms * 1000000ull;
         if (a->applied_seq == 0)
             a->applied_seq = r->applied_seq;
-        /* An xwal1 log records symbol modes only: a cancel_all or a
-         * withdrawals halt never shows in it, so the engine's acceptance is
-         * the only evidence there will be (docs/spec-deviations.md). */
-        if (l->cfg.dialect == TL_DIALECT_XWAL1 &&
-            (a->cmd == TL_CMD_CANCEL_ALL || a->cmd == TL_CMD_WITHDRAWALS_HALT))
+        if (l->cfg.dialect == TL_DIALECT_XWAL1 && xwal1_settled_by_ack(l, a))
             mark_applied(l, a, a->applied_seq);
         return;
     }

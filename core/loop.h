@@ -394,6 +394,10 @@ typedef struct tl_loop {
     bool lag_alerted;
     bool lag_escalated;
     /* a tentative WAL tail and since when */
+    /* xwal1: the tailer reached the end of the log once; records read from
+     * then on were written after that, so a symbol_mode among them can
+     * answer a command (xwal1_applied). */
+    bool xwal1_live;
     bool tentative;
     tl_loc tentative_loc;
     uint64_t tentative_seq;

@@ -18,9 +18,9 @@ the live loop's). The set of commands tallyd EXECUTED must equal "actions",
 and each must have reached the engine's admin socket with its id and been
 accepted there. xwal1 has no command id in its log, so no command can be
 APPLIED by id; the stand-in engine writes no symbol_mode for a command, so
-no set_symbol_mode can be APPLIED by its mode either. A withdrawals_halt or a
-cancel_all never shows in an xwal1 log at all: those count as APPLIED once
-the engine accepted them, and must be.
+no set_symbol_mode of a symbol can be APPLIED by its mode either. A
+withdrawals_halt, a cancel_all or a mode on `*` never shows in an xwal1 log
+at all: those count as APPLIED once the engine accepted them, and must be.
 """
 import argparse, glob, json, os, sys
 
@@ -90,7 +90,8 @@ def main():
         if ev == "EXECUTED":
             act = l["action"]
             executed[act["id"]] = (act["cmd"], act["symbol"], act.get("mode"))
-        if ev == "APPLIED" and l["action"]["cmd"] == "set_symbol_mode":
+        if (ev == "APPLIED" and l["action"]["cmd"] == "set_symbol_mode" and
+                l["action"]["symbol"] != "*"):
             errors.append("APPLIED without a command id in the log: %s" % l)
         if ev == "APPLIED":
             applied.add(l["action"]["id"])
@@ -111,7 +112,7 @@ def main():
             errors.append("command %s arrived as %s, sent as %s" % (i, r, (cmd, sym, mode)))
         if not any(x["ok"] for x in rs):
             errors.append("command %s was refused by the engine: %s" % (i, rs))
-        elif cmd in ("withdrawals_halt", "cancel_all") and i not in applied:
+        elif (cmd in ("withdrawals_halt", "cancel_all") or sym == "*") and i not in applied:
             errors.append("command %s %s accepted by the engine but not APPLIED" % (i, cmd))
     if not executed and engine.get("admin", {}).get("received"):
         errors.append("the engine received commands: %s" % engine["admin"]["received"])

@@ -16,6 +16,7 @@
 
 #include "admin/audit.h"
 #include "admin/config.h"
+#include "admin/jsonw.h"
 #include "admin/metrics.h"
 #include "core/decided.h"
 #include "core/loop.h"
@@ -95,22 +96,59 @@ static void test_audit_recovers_wal_findings(void **state) {
     tl_finding fork = wal_finding(TL_CHECK_FORK, 8, 1, 2717, 0xf94c2c526141cad2ull);
     tl_finding fence = wal_finding(TL_CHECK_FENCE_REGRESSION, 8, 1, 2717, 0xf94c2c526141cad2ull);
     fence.reason = TL_REASON_FENCE_DROP;
+    fork.incident = fence.incident = 1;
     tl_finding ring;
     tl_finding_init(&ring, TL_CHECK_RING_CORRUPT);
     ring.source = TL_SOURCE_RING;
     ring.seq = 8;
+    ring.incident = 1;
+    /* incident 2: audited, but its action was blocked (dry run): nothing
+     * was decided, and a restart must still act on it */
+    tl_finding blocked = wal_finding(TL_CHECK_FORK, 20, 2, 99, 0x1234ull);
+    blocked.incident = 2;
+    tl_action act;
+    memset(&act, 0, sizeof act);
+    act.cmd = TL_CMD_SET_SYMBOL_MODE;
+    act.mode = TL_MODE_HARD_HALT;
+    act.key = TL_KEY_SIDECAR;
+    act.from_mode = TL_FROM_MODE_NONE;
+    snprintf(act.symbol_name, sizeof act.symbol_name, "BTC-KRW");
+    tl_jw w;
+    tl_jw_init(&w);
+    assert_true(tl_audit_append(&a, &w, "START", 1) >= 0);
     assert_int_equal(tl_audit_finding(&a, &fork, 1), 0);
+    act.id[0] = 1;
+    act.incident = 1;
+    act.state = TL_ACT_EXECUTED; /* after the fork: it decides it */
+    assert_int_equal(tl_audit_action(&a, &act, NULL, 2), 0);
     assert_int_equal(tl_audit_finding(&a, &ring, 2), 0);
-    assert_int_equal(tl_audit_finding(&a, &fence, 3), 0);
+    assert_int_equal(tl_audit_finding(&a, &fence, 3), 0); /* joins incident 1 */
+    assert_int_equal(tl_audit_finding(&a, &blocked, 4), 0);
+    act.id[0] = 2;
+    act.incident = 2;
+    act.state = TL_ACT_BLOCKED;
+    assert_int_equal(tl_audit_action(&a, &act, NULL, 5), 0);
+    /* a new run numbers incidents again: its incident 2 is another one */
+    tl_jw_init(&w);
+    assert_true(tl_audit_append(&a, &w, "START", 6) >= 0);
+    act.id[0] = 3;
+    act.state = TL_ACT_EXECUTED;
+    assert_int_equal(tl_audit_action(&a, &act, NULL, 7), 0);
     tl_audit_close(&a);
 
     assert_int_equal(tl_audit_open(&a, dir, 1u << 20, &rec, err, sizeof err), 0);
     assert_true(rec.chain_ok);
-    /* the WAL's two, not the ring's (a ring is never read again) */
+    /* the WAL's two of the acted-on incident, not the ring's (a ring is
+     * never read again), not the blocked one */
     assert_int_equal(rec.decided.count, 2);
     assert_true(tl_decided_has(&rec.decided, &fork));
     assert_true(tl_decided_has(&rec.decided, &fence));
     assert_false(tl_decided_has(&rec.decided, &ring));
+    assert_false(tl_decided_has(&rec.decided, &blocked));
+    /* the reason is part of the identity */
+    tl_finding other = fence;
+    other.reason = TL_REASON_FENCE_RISE;
+    assert_false(tl_decided_has(&rec.decided, &other));
     tl_audit_close(&a);
     tu_rm_rf(dir);
     free(dir);
