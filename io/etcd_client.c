@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/assert.h"
+#include "http_one.h"
 #include "core/lease.h"
 
 #define MAX_BODY_LIMIT (1u << 20)
@@ -20,11 +21,7 @@ struct tl_etcd {
     char url[TL_ETCD_ENDPOINT_MAX + 64];
     char req[TL_ETCD_REQUEST_MAX];
     size_t req_len;
-    /* the reply being received */
-    char *body;
-    size_t len;
-    size_t cap;
-    bool too_large;
+    tl_http_body rx; /* the reply being received */
 };
 
 const char *tl_etcd_err_name(enum tl_etcd_err e) {
@@ -38,18 +35,6 @@ const char *tl_etcd_err_name(enum tl_etcd_err e) {
         [TL_ETCD_ERR_TOO_LARGE] = "body_too_large",
     };
     return (unsigned)e < TL_ETCD_ERR_COUNT ? names[e] : "?";
-}
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg) {
-    tl_etcd *c = arg;
-    size_t bytes = size * n;
-    if (bytes > c->cap - c->len) {
-        c->too_large = true;
-        return 0; /* CURLE_WRITE_ERROR: the transfer ends */
-    }
-    memcpy(c->body + c->len, p, bytes);
-    c->len += bytes;
-    return bytes;
 }
 
 enum tl_etcd_err tl_etcd_open(tl_etcd **out, const tl_etcd_cfg *cfg) {
@@ -69,12 +54,12 @@ enum tl_etcd_err tl_etcd_open(tl_etcd **out, const tl_etcd_cfg *cfg) {
     size_t el = strlen(c->endpoint);
     if (el > 0 && c->endpoint[el - 1] == '/')
         c->endpoint[el - 1] = '\0';
-    c->cap = cfg->max_body_bytes;
-    c->body = malloc(c->cap + 1);
+    c->rx.cap = cfg->max_body_bytes;
+    c->rx.buf = malloc(c->rx.cap + 1);
     c->multi = curl_multi_init();
     c->easy = curl_easy_init();
     c->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    if (c->body == NULL || c->multi == NULL || c->easy == NULL || c->headers == NULL) {
+    if (c->rx.buf == NULL || c->multi == NULL || c->easy == NULL || c->headers == NULL) {
         tl_etcd_close(c);
         return TL_ETCD_ERR_CONFIG;
     }
@@ -90,9 +75,9 @@ enum tl_etcd_err tl_etcd_open(tl_etcd **out, const tl_etcd_cfg *cfg) {
               curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cap) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_WRITEDATA, c) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->rx.cap) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, tl_http_body_write) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_WRITEDATA, &c->rx) == CURLE_OK &&
               curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 1L) == CURLM_OK;
     if (!ok) {
         tl_etcd_close(c);
@@ -112,7 +97,7 @@ void tl_etcd_close(tl_etcd *c) {
     if (c->multi != NULL)
         curl_multi_cleanup(c->multi);
     curl_slist_free_all(c->headers);
-    free(c->body);
+    free(c->rx.buf);
     free(c);
 }
 
@@ -129,8 +114,8 @@ bool tl_etcd_start(tl_etcd *c, const char *path, const char *json, size_t len) {
     /* The body is copied: libcurl reads it during the transfer. */
     memcpy(c->req, json, len);
     c->req_len = len;
-    c->len = 0;
-    c->too_large = false;
+    c->rx.len = 0;
+    c->rx.too_large = false;
     if (curl_easy_setopt(c->easy, CURLOPT_URL, c->url) != CURLE_OK ||
         curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE, (long)len) != CURLE_OK ||
         curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->req) != CURLE_OK)
@@ -166,30 +151,17 @@ static enum tl_etcd_err of_curl(CURLcode rc, bool too_large) {
 bool tl_etcd_poll(tl_etcd *c, tl_etcd_response *r) {
     if (!c->busy)
         return false;
-    int running = 0;
-    (void)curl_multi_perform(c->multi, &running);
-    int left = 0;
-    CURLMsg *m;
-    bool done = false;
     CURLcode rc = CURLE_OK;
-    /* Bounded: one easy handle, so at most one message per transfer. */
-    while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
-        if (m->msg == CURLMSG_DONE && m->easy_handle == c->easy) {
-            done = true;
-            rc = m->data.result;
-        }
-    }
-    if (!done)
+    if (!tl_http_one_done(c->multi, c->easy, &rc))
         return false;
-    curl_multi_remove_handle(c->multi, c->easy);
     c->busy = false;
     memset(r, 0, sizeof *r);
     r->curl_code = (int)rc;
     (void)curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r->http_status);
-    c->body[c->len] = '\0';
-    r->body = c->body;
-    r->len = c->len;
-    r->err = of_curl(rc, c->too_large);
+    c->rx.buf[c->rx.len] = '\0';
+    r->body = c->rx.buf;
+    r->len = c->rx.len;
+    r->err = of_curl(rc, c->rx.too_large);
     if (r->err == TL_ETCD_OK && r->http_status != 200)
         r->err = TL_ETCD_ERR_HTTP_STATUS;
     return true;

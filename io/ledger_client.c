@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/assert.h"
+#include "http_one.h"
 
 #define MAX_BODY_LIMIT (16u << 20)
 
@@ -23,11 +24,7 @@ struct tl_ledger_client {
     bool busy;
     bool have_key;
     uint8_t key[TL_LEDGER_KEY_BYTES];
-    /* the reply being received */
-    char *body;
-    size_t len;
-    size_t cap; /* max_body_bytes */
-    bool too_large;
+    tl_http_body rx; /* the reply being received */
     char mac[TL_LEDGER_MAC_HEX + 1];
     size_t mac_len;
     bool mac_seen;
@@ -54,19 +51,6 @@ const char *tl_lc_err_name(enum tl_lc_err e) {
         [TL_LC_ERR_KEY_READ] = "key_read",
     };
     return (unsigned)e < TL_LC_ERR_COUNT ? names[e] : "?";
-}
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg) {
-    tl_ledger_client *c = arg;
-    size_t bytes = size * n;
-    if (bytes > c->cap - c->len) {
-        /* Over the limit: abort the transfer (CURLE_WRITE_ERROR). */
-        c->too_large = true;
-        return 0;
-    }
-    memcpy(c->body + c->len, p, bytes);
-    c->len += bytes;
-    return bytes;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg) {
@@ -111,11 +95,11 @@ enum tl_lc_err tl_ledger_client_open(tl_ledger_client **out, const tl_ledger_cli
     tl_ledger_client *c = calloc(1, sizeof *c);
     if (c == NULL)
         return TL_LC_ERR_CONFIG;
-    c->cap = cfg->max_body_bytes;
-    c->body = malloc(c->cap + 1);
+    c->rx.cap = cfg->max_body_bytes;
+    c->rx.buf = malloc(c->rx.cap + 1);
     c->multi = curl_multi_init();
     c->easy = curl_easy_init();
-    if (c->body == NULL || c->multi == NULL || c->easy == NULL) {
+    if (c->rx.buf == NULL || c->multi == NULL || c->easy == NULL) {
         tl_ledger_client_close(c);
         return TL_LC_ERR_CONFIG;
     }
@@ -136,9 +120,9 @@ enum tl_lc_err tl_ledger_client_open(tl_ledger_client **out, const tl_ledger_cli
               curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cap) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_WRITEDATA, c) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->rx.cap) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, tl_http_body_write) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_WRITEDATA, &c->rx) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_HEADERDATA, c) == CURLE_OK &&
               curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 1L) == CURLM_OK;
@@ -162,7 +146,7 @@ void tl_ledger_client_close(tl_ledger_client *c) {
     if (c->multi != NULL)
         curl_multi_cleanup(c->multi);
     OPENSSL_cleanse(c->key, sizeof c->key);
-    free(c->body);
+    free(c->rx.buf);
     free(c);
 }
 
@@ -173,8 +157,8 @@ bool tl_ledger_client_busy(const tl_ledger_client *c) {
 bool tl_ledger_client_start(tl_ledger_client *c) {
     if (c->busy)
         return false;
-    c->len = 0;
-    c->too_large = false;
+    c->rx.len = 0;
+    c->rx.too_large = false;
     c->mac_seen = false;
     c->mac_len = 0;
     c->mac_too_long = false;
@@ -212,7 +196,7 @@ static enum tl_lc_err verify_mac(const tl_ledger_client *c) {
             return TL_LC_ERR_MAC_MALFORMED;
     }
     char want[TL_LEDGER_MAC_HEX + 1];
-    tl_ledger_mac_hex(c->key, c->body, c->len, want);
+    tl_ledger_mac_hex(c->key, c->rx.buf, c->rx.len, want);
     return CRYPTO_memcmp(want, c->mac, TL_LEDGER_MAC_HEX) == 0 ? TL_LC_OK : TL_LC_ERR_MAC_BAD;
 }
 
@@ -250,30 +234,17 @@ static enum tl_lc_err of_curl(CURLcode rc, bool too_large) {
 bool tl_ledger_client_poll(tl_ledger_client *c, tl_ledger_response *r) {
     if (!c->busy)
         return false;
-    int running = 0;
-    (void)curl_multi_perform(c->multi, &running);
-    int left = 0;
-    CURLMsg *m;
-    bool done = false;
     CURLcode rc = CURLE_OK;
-    /* Bounded: one easy handle, so at most one message per transfer. */
-    while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
-        if (m->msg == CURLMSG_DONE && m->easy_handle == c->easy) {
-            done = true;
-            rc = m->data.result;
-        }
-    }
-    if (!done)
+    if (!tl_http_one_done(c->multi, c->easy, &rc))
         return false;
-    curl_multi_remove_handle(c->multi, c->easy);
     c->busy = false;
     memset(r, 0, sizeof *r);
     r->curl_code = (int)rc;
     (void)curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r->http_status);
-    c->body[c->len] = '\0';
-    r->body = c->body;
-    r->len = c->len;
-    r->err = of_curl(rc, c->too_large);
+    c->rx.buf[c->rx.len] = '\0';
+    r->body = c->rx.buf;
+    r->len = c->rx.len;
+    r->err = of_curl(rc, c->rx.too_large);
     if (r->err == TL_LC_OK && r->http_status != 200)
         r->err = TL_LC_ERR_HTTP_STATUS;
     if (r->err == TL_LC_OK && c->have_key) {
